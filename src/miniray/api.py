@@ -1,0 +1,327 @@
+"""The public functions: they check their arguments, then hand off to the one runtime object.
+
+Local mode (``init()`` with no address) starts a Node thread in this process, an object-store arena in
+``/dev/shm`` and one worker process per CPU.  Nothing here keeps state of its own: ``runtime._current``
+is the runtime, reached through ``current_runtime()``.
+"""
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import tempfile
+import time
+import uuid
+
+import psutil
+
+from miniray import exceptions as exc
+from miniray import runtime as _rt
+from miniray.refs import ObjectRef
+from miniray.runtime import call_site, current_runtime
+
+INLINE_MAX = 100 * 1024
+
+
+class RuntimeInfo(dict):
+    """What ``init()`` returns: a dict of addresses, also usable as a context manager."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        shutdown()
+
+
+# -- start and stop --------------------------------------------------------------------------------
+def init(address=None, *, num_cpus=None, num_gpus=None, resources=None, object_store_memory=None,
+         ignore_reinit_error=False, namespace=None, runtime_env=None, include_dashboard=None,
+         log_to_driver=True, logging_level=None, _inline_max=INLINE_MAX, **unsupported):
+    """Start a local runtime (or, later, connect to a cluster); returns its addresses."""
+    if unsupported:
+        raise TypeError(f"init() got unexpected argument(s) {sorted(unsupported)}.")
+    if _rt._current is not None:
+        if ignore_reinit_error:
+            return _info(_rt._current)
+        raise RuntimeError("miniray.init() was already called in this process. Call miniray.shutdown() "
+                           "first, or pass ignore_reinit_error=True to reuse the running runtime.")
+    if address not in (None, "local"):
+        raise ConnectionError(f"init(address={address!r}): connecting to a multi-node cluster is not "
+                              "available in this version of miniray yet; use init() for a local runtime.")
+    for name, v in (("num_cpus", num_cpus), ("num_gpus", num_gpus)):
+        if v is not None and (not isinstance(v, (int, float)) or v < 0):
+            raise ValueError(f"init({name}={v!r}): give a number >= 0.")
+    if resources is not None and not isinstance(resources, dict):
+        raise TypeError("init(resources=...) takes a dict such as {'teacher': 1}.")
+    from miniray.events import EventLog
+    from miniray.scheduler.node import LocalClient, Node
+    from miniray.store.arena import Arena
+    from miniray.store.objects import ObjectStore
+
+    reap_stale_sessions()
+    cpus = num_cpus if num_cpus is not None else len(os.sched_getaffinity(0))
+    gpus = num_gpus if num_gpus is not None else _detect_gpus()
+    capacity = int(object_store_memory or _default_store_size())
+    node_id = uuid.uuid4().hex
+    session_dir = os.path.join(_sessions_root(), f"session_{time.strftime('%Y%m%d-%H%M%S')}_{os.getpid()}")
+    os.makedirs(session_dir, mode=0o700)
+    arena = Arena.create(f"miniray_{os.getpid()}_{uuid.uuid4().hex[:8]}", capacity)
+    events = EventLog()
+    store = ObjectStore(arena, os.path.join(session_dir, "spill"), node_id, events.emit)
+    total = {"CPU": float(cpus), "memory": float(psutil.virtual_memory().total * 0.7),
+             "object_store_memory": float(capacity), "node:127.0.0.1": 1.0,
+             f"node_id:{node_id}": 1000.0}
+    if gpus:
+        total["GPU"] = float(gpus)
+    total.update({k: float(v) for k, v in (resources or {}).items()})
+    node = Node(session_dir=session_dir, node_id=node_id, total=total, store=store, events=events,
+                num_workers=int(cpus) or 1, inline_max=_inline_max)
+    transport = _rt.LocalTransport(node)
+    runtime = _rt.Runtime(transport, "driver", node_id=node_id, job_id="01000000", arena=arena,
+                          inline_max=_inline_max, node=node, store=store, events=events,
+                          session_dir=session_dir)
+    runtime.namespace = namespace or "default"
+    transport.client = LocalClient(runtime)
+    node.pull_refs = runtime.flush_pending_to_node
+    _rt._current = runtime
+    node.start()
+    atexit.register(_shutdown_at_exit)
+    return _info(runtime)
+
+
+def _info(runtime) -> RuntimeInfo:
+    return RuntimeInfo(node_id=runtime.node_id, session_dir=runtime.session_dir, address=None,
+                       node_ip_address="127.0.0.1", namespace=runtime.namespace)
+
+
+def shutdown() -> None:
+    """Stop the runtime: workers exit, shared memory and the session directory are removed."""
+    runtime = _rt._current
+    if runtime is None:
+        return
+    _rt._current = None
+    if runtime.node is not None:
+        runtime.node.stop()
+        runtime.arena.unlink()
+        runtime.arena.close()
+        shutil.rmtree(runtime.session_dir, ignore_errors=True)
+
+
+def _shutdown_at_exit():
+    try:
+        shutdown()
+    except Exception:
+        pass
+
+
+def is_initialized() -> bool:
+    return _rt._current is not None
+
+
+def _sessions_root() -> str:
+    root = os.path.join(tempfile.gettempdir(), f"miniray-{os.getuid()}")
+    os.makedirs(root, mode=0o700, exist_ok=True)
+    return root
+
+
+def reap_stale_sessions() -> list:
+    """Remove shared memory and session directories left by drivers that died (SIGKILL)."""
+    removed = []
+    try:
+        names = os.listdir("/dev/shm")
+    except FileNotFoundError:
+        names = []
+    for name in names:
+        parts = name.split("_")
+        if name.startswith("miniray_") and len(parts) >= 3 and parts[1].isdigit() and not psutil.pid_exists(int(parts[1])):
+            try:
+                os.unlink(os.path.join("/dev/shm", name))
+                removed.append(name)
+            except OSError:
+                pass
+    root = _sessions_root()
+    for d in os.listdir(root):
+        pid = d.rsplit("_", 1)[-1]
+        if pid.isdigit() and not psutil.pid_exists(int(pid)):
+            shutil.rmtree(os.path.join(root, d), ignore_errors=True)
+    return removed
+
+
+def _default_store_size() -> int:
+    ram = psutil.virtual_memory().total
+    try:
+        st = os.statvfs("/dev/shm")
+        shm = st.f_bavail * st.f_frsize
+    except OSError:
+        shm = ram
+    return int(min(0.3 * ram, 0.95 * shm))
+
+
+def _detect_gpus() -> int:
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return len([d for d in visible.split(",") if d.strip() and d.strip() != "-1"])
+    try:
+        return len(os.listdir("/proc/driver/nvidia/gpus"))
+    except OSError:
+        return 0
+
+
+# -- objects ------------------------------------------------------------------------------------------
+def _check_refs(refs, what):
+    single = isinstance(refs, ObjectRef)
+    if single:
+        return [refs], True
+    if isinstance(refs, (list, tuple)) and all(isinstance(r, ObjectRef) for r in refs):
+        return list(refs), False
+    bad = refs if not isinstance(refs, (list, tuple)) else next(r for r in refs if not isinstance(r, ObjectRef))
+    raise ValueError(f"{what}() expects an ObjectRef or a list of ObjectRefs, got {type(bad).__name__} "
+                     f"{bad!r:.60}. Pass the refs returned by .remote() or miniray.put().")
+
+
+def get(object_refs, *, timeout=None, progress=False):
+    """The value(s) of one ObjectRef or a list of them; raises the task's error if it failed."""
+    refs, single = _check_refs(object_refs, "get")
+    if timeout is not None and timeout < 0:
+        raise ValueError("get(timeout=...) must be >= 0 or None.")
+    rt = current_runtime()
+    if progress and not single:
+        from miniray.util.progress import track
+        track(refs, wait)
+    values = rt.get([r._id for r in refs], timeout)
+    return values[0] if single else values
+
+
+def put(value, **_):
+    """Store a value in the object store; returns its ObjectRef."""
+    return current_runtime().put(value, call_site())
+
+
+def wait(object_refs, *, num_returns=1, timeout=None, fetch_local=True):
+    """``(ready, not_ready)``: returns once ``num_returns`` refs are ready or ``timeout`` passed."""
+    if isinstance(object_refs, ObjectRef):
+        raise TypeError("wait() expects a list of ObjectRefs; wrap a single ref in a list: wait([ref]).")
+    refs, _ = _check_refs(list(object_refs), "wait")
+    if len({r._id for r in refs}) != len(refs):
+        raise ValueError("wait() got the same ObjectRef twice; pass each ref once.")
+    if not isinstance(num_returns, int) or num_returns < 1 or num_returns > len(refs):
+        if refs or num_returns != 1:
+            raise ValueError(f"wait(num_returns={num_returns!r}) must be between 1 and the number of refs "
+                             f"({len(refs)}).")
+    if not refs:
+        return [], []
+    ready_ids = set(current_runtime().wait([r._id for r in refs], num_returns, timeout))
+    ready, not_ready = [], []
+    for r in refs:
+        (ready if r._id in ready_ids and len(ready) < num_returns else not_ready).append(r)
+    return ready, not_ready
+
+
+def cancel(object_ref, *, force=False, recursive=True):
+    """Cancel the task that makes ``object_ref``: pending tasks never run; running ones get
+    KeyboardInterrupt (or, with force=True, their worker is killed).  ``get`` then raises
+    TaskCancelledError."""
+    if not isinstance(object_ref, ObjectRef):
+        raise TypeError(f"cancel() expects an ObjectRef, got {type(object_ref).__name__}.")
+    current_runtime().request("cancel", object_ref._id, bool(force))
+
+
+# -- actors -----------------------------------------------------------------------------------------
+def kill(actor, *, no_restart=True):
+    """Kill an actor's process at once; its pending and later calls raise ActorDiedError."""
+    from miniray.actor import ActorHandle
+    if not isinstance(actor, ActorHandle):
+        raise TypeError(f"kill() expects an actor handle, got {type(actor).__name__}. "
+                        "To stop a task, use miniray.cancel(ref).")
+    current_runtime().request("kill", actor._actor_id, bool(no_restart))
+
+
+def get_actor(name, namespace=None):
+    """The handle of the live actor created with ``.options(name=name)``."""
+    from miniray.actor import ActorHandle
+    if not isinstance(name, str) or not name:
+        raise ValueError("get_actor() needs the actor's name as a non-empty string.")
+    rt = current_runtime()
+    state = rt.request("get_actor", name, namespace or rt.namespace)
+    if state is None:
+        raise ValueError(f"Failed to look up actor with name {name!r} in namespace "
+                         f"{namespace or rt.namespace!r}: no live actor has that name. Create it with "
+                         f"MyActor.options(name={name!r}).remote().")
+    return ActorHandle(state)
+
+
+# -- the cluster ---------------------------------------------------------------------------------------
+def _public(res: dict) -> dict:
+    return {k: v for k, v in res.items() if not k.startswith("node_id:")}
+
+
+def cluster_resources() -> dict:
+    total, _ = current_runtime().resources()
+    return _public(total)
+
+
+def available_resources() -> dict:
+    _, avail = current_runtime().resources()
+    return {k: v for k, v in _public(avail).items() if v > 1e-9}
+
+
+def nodes() -> list:
+    rt = current_runtime()
+    total, _ = rt.resources()
+    return [{"NodeID": rt.node_id, "Alive": True, "NodeManagerAddress": "127.0.0.1",
+             "NodeManagerHostname": os.uname().nodename, "Resources": _public(total),
+             "alive": True}]
+
+
+def timeline(filename=None):
+    from miniray.events import timeline as _timeline
+    return _timeline(filename)
+
+
+def get_gpu_ids() -> list:
+    return get_runtime_context().get_accelerator_ids().get("GPU", [])
+
+
+class RuntimeContext:
+    """What ``get_runtime_context()`` returns: ids of the current job, node, task and actor."""
+
+    def __init__(self, rt):
+        self._rt = rt
+        self._ctx = rt.context_of()
+
+    def get_job_id(self):
+        return self._rt.job_id
+
+    def get_node_id(self):
+        return self._rt.node_id
+
+    def get_task_id(self):
+        return self._ctx.task_id if self._ctx else None
+
+    def get_actor_id(self):
+        return self._ctx.actor_id if self._ctx else None
+
+    def get_worker_id(self):
+        return self._rt.holder
+
+    @property
+    def namespace(self):
+        return self._rt.namespace
+
+    def get_accelerator_ids(self) -> dict:
+        ids = self._ctx.gpu_ids if self._ctx else []
+        return {"GPU": [str(i) for i in ids]}
+
+    def is_canceled(self) -> bool:
+        return bool(self._ctx and self._ctx.cancelled)
+
+    def get(self):
+        return {"job_id": self.get_job_id(), "node_id": self.get_node_id(),
+                "task_id": self.get_task_id(), "actor_id": self.get_actor_id()}
+
+
+def get_runtime_context() -> RuntimeContext:
+    return RuntimeContext(current_runtime())
+
+
+_ = exc

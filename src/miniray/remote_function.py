@@ -1,0 +1,200 @@
+"""``@remote`` on functions: RemoteFunction, ``.remote()`` and ``.options()``.
+
+``.remote(*args)`` checks the arguments against the function's signature (a TypeError here, as a
+local call would raise), pickles them (an unpicklable argument is named in the error), turns each
+top-level ObjectRef argument into a dependency, and sends one TaskSpec to the node.  It returns the
+ObjectRef(s) of the values to come.  Nothing blocks: the spec is queued and sent in batches.
+"""
+from __future__ import annotations
+
+import functools
+import inspect
+import os
+import uuid
+
+import cloudpickle
+
+from miniray.refs import ObjectRef
+from miniray.runtime import call_site, current_runtime
+from miniray.store.serialization import serialize
+from miniray.transport.messages import TaskSpec
+from miniray.worker.executor import ArgRef
+
+TASK_OPTIONS = {"num_cpus", "num_gpus", "resources", "memory", "num_returns", "max_retries",
+                "retry_exceptions", "name", "scheduling_strategy", "runtime_env", "max_calls",
+                "accelerator_type", "label_selector", "placement_group", "_metadata"}
+ACTOR_OPTIONS = {"num_cpus", "num_gpus", "resources", "memory", "max_restarts", "max_task_retries",
+                 "max_concurrency", "name", "namespace", "get_if_exists", "lifetime",
+                 "scheduling_strategy", "runtime_env", "concurrency_groups", "max_pending_calls",
+                 "accelerator_type", "label_selector", "_metadata"}
+
+
+def check_options(opts: dict, allowed: set, what: str) -> dict:
+    bad = sorted(set(opts) - allowed)
+    if bad:
+        raise ValueError(f"Unknown option(s) {bad} for {what}. Valid options are: {sorted(allowed)}.")
+    for key in ("num_cpus", "num_gpus", "memory"):
+        v = opts.get(key)
+        if v is not None and (not isinstance(v, (int, float)) or v < 0):
+            raise ValueError(f"{key} must be a number >= 0, got {v!r}.")
+    res = opts.get("resources") or {}
+    if not isinstance(res, dict):
+        raise TypeError(f"resources must be a dict like {{'teacher': 1}}, got {type(res).__name__}.")
+    for key in ("CPU", "GPU", "memory"):
+        if key in res:
+            raise ValueError(f"Use the {'num_cpus' if key == 'CPU' else 'num_gpus' if key == 'GPU' else 'memory'}"
+                             f" option instead of resources={{'{key}': ...}}.")
+    rt_env = opts.get("runtime_env") or {}
+    unknown_env = set(rt_env) - {"env_vars"}
+    if unknown_env:
+        raise ValueError(f"runtime_env keys {sorted(unknown_env)} are not supported by miniray; only "
+                         "'env_vars' is. Install packages into the environment the workers share instead.")
+    return opts
+
+
+def resource_request(opts: dict, default_cpus: float) -> dict:
+    need = {"CPU": float(opts.get("num_cpus", default_cpus) if opts.get("num_cpus") is not None else default_cpus)}
+    if opts.get("num_gpus"):
+        need["GPU"] = float(opts["num_gpus"])
+    if opts.get("memory"):
+        need["memory"] = float(opts["memory"])
+    for k, v in (opts.get("resources") or {}).items():
+        need[k] = float(v)
+    strategy = opts.get("scheduling_strategy")
+    node_id = getattr(strategy, "node_id", None)
+    if node_id and not getattr(strategy, "soft", False):
+        need[f"node_id:{node_id}"] = 0.001
+    return {k: v for k, v in need.items() if v}
+
+
+def pack_args(rt, sig, name, args, kwargs):
+    """(args descriptor, deps, nested refs) for a call; raises TypeError like a local call would."""
+    if sig is not None:
+        try:
+            sig.bind(*args, **kwargs)
+        except TypeError as err:
+            raise TypeError(f"{name}.remote(): {err}") from None
+    deps = []
+
+    def mark(v):
+        if type(v) is ObjectRef:
+            deps.append(v._id)
+            return ArgRef(v._id)
+        return v
+
+    packed = (tuple(mark(a) for a in args), {k: mark(v) for k, v in kwargs.items()})
+    try:
+        ser = serialize(packed)
+    except Exception as err:
+        culprit = _unpicklable(args, kwargs)
+        raise TypeError(f"{name}.remote(): argument {culprit} cannot be pickled ({type(err).__name__}: "
+                        f"{err}). Tasks receive copies of their arguments: pass plain data, or create "
+                        "the object inside the task.") from err
+    if ser.size <= rt.inline_max:
+        return ser.inline(), tuple(deps), tuple(ser.contained), None
+    oid = rt.new_task_id() + "00"
+    keep = ObjectRef(oid)
+    rt.put_serialized(oid, ser, call_site())
+    return ("ref", oid), tuple(deps) + (oid,), tuple(ser.contained), keep
+
+
+def _unpicklable(args, kwargs) -> str:
+    for i, a in enumerate(args):
+        try:
+            cloudpickle.dumps(a)
+        except Exception:
+            return f"#{i} ({type(a).__name__})"
+    for k, v in kwargs.items():
+        try:
+            cloudpickle.dumps(v)
+        except Exception:
+            return f"{k}= ({type(v).__name__})"
+    return "?"
+
+
+class RemoteFunction:
+    def __init__(self, fn, options: dict | None = None):
+        if not callable(fn):
+            raise TypeError(f"@remote needs a function or a class, got {type(fn).__name__}.")
+        self._function = fn
+        self._options = check_options(dict(options or {}), TASK_OPTIONS, f"task {fn.__name__}")
+        self._fn_id = f"{fn.__module__}.{fn.__qualname__}:{uuid.uuid4().hex[:12]}"
+        self._blob = None
+        try:
+            self._sig = inspect.signature(fn)
+        except (TypeError, ValueError):
+            self._sig = None
+        functools.update_wrapper(self, fn, updated=())
+
+    def __call__(self, *args, **kwargs):
+        name = self._function.__name__
+        raise TypeError(f"Remote function '{name}' cannot be called directly. Use {name}.remote(...) to "
+                        f"run it as a task; it returns an ObjectRef, and miniray.get(ref) gives the value. "
+                        f"To run it locally, call {name}._function(...).")
+
+    def __reduce__(self):
+        return (_rebuild_remote_function, (self._function, self._options, self._fn_id))
+
+    def options(self, **opts):
+        merged = check_options({**self._options, **opts}, TASK_OPTIONS, f"task {self._function.__name__}")
+        return _Bound(self, merged)
+
+    def remote(self, *args, **kwargs):
+        return self._remote(args, kwargs, self._options)
+
+    def _remote(self, args, kwargs, opts):
+        rt = current_runtime()
+        if self._blob is None:
+            self._blob = cloudpickle.dumps(self._function)
+        rt.ensure_function(self._fn_id, lambda: self._blob)
+        name = opts.get("name") or self._function.__name__
+        desc, deps, nested, keep = pack_args(rt, self._sig, name, args, kwargs)
+        n = opts.get("num_returns", 1)
+        if n in ("dynamic", "streaming"):
+            raise NotImplementedError("generator tasks (num_returns='streaming'/'dynamic') are not "
+                                      "supported yet; return a list instead.")
+        if not isinstance(n, int) or n < 0:
+            raise ValueError(f"num_returns must be an int >= 0, got {n!r}.")
+        tid = rt.new_task_id()
+        returns = tuple(f"{tid}{i:02x}" for i in range(max(n, 1) if n else 0))
+        retry = opts.get("retry_exceptions", False)
+        if isinstance(retry, list):
+            retry = tuple(retry)
+        env = (opts.get("runtime_env") or {}).get("env_vars")
+        spec = TaskSpec(tid, name, "task", self._fn_id, desc, deps, nested, returns, n,
+                        resource_request(opts, 1.0), int(opts.get("max_retries", 3)), retry,
+                        options={"env_vars": env} if env else {}, call_site=call_site(), owner=rt.holder)
+        refs = [ObjectRef(oid) for oid in returns]
+        rt.submit(spec)
+        del keep
+        if n == 1:
+            return refs[0]
+        return refs if n else None
+
+    def __repr__(self):
+        return f"<miniray remote function {self._function.__module__}.{self._function.__qualname__}>"
+
+
+def _rebuild_remote_function(fn, options, fn_id):
+    rf = RemoteFunction(fn, options)
+    rf._fn_id = fn_id
+    return rf
+
+
+class _Bound:
+    """``f.options(...)``: the same function with other options, for one or more calls."""
+
+    def __init__(self, rf, opts):
+        self._rf, self._opts = rf, opts
+
+    def remote(self, *args, **kwargs):
+        return self._rf._remote(args, kwargs, self._opts)
+
+    def options(self, **opts):
+        return _Bound(self._rf, {**self._opts, **opts})
+
+    def __call__(self, *a, **k):
+        return self._rf(*a, **k)
+
+
+_ = os

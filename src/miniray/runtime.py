@@ -1,0 +1,246 @@
+"""The one runtime object per process, and the accessor that finds it (STYLE 9).
+
+    api.py / remote_function.py / actor.py
+                 │ current_runtime()
+                 ▼
+            Runtime  ── ids, ref counts, put/get/wait, submit ──► transport
+                                                                 │
+         driver (local mode): LocalTransport ── inbox ──► Node thread (same process)
+         worker:              SocketTransport ── node.sock ──► Node (the driver's process)
+
+State owned: ``_counts`` (oid → live ObjectRef instances in this process), ``_pending`` (ref drops
+and unpins not yet sent, in order), ``_fns`` (functions already registered with the node), the id
+counter.  The driver's Runtime also owns the Node, the store and the event log; ``shutdown`` closes
+them in order: node thread, workers, arena, session directory.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import sys
+import threading
+import time
+from concurrent.futures import Future
+
+from miniray import exceptions as exc
+
+_current = None   # the Runtime of this process, or None
+
+
+def current_runtime(auto_init: bool = True):
+    """The runtime of this process; the first use with no ``init()`` starts a local one, as Ray does."""
+    if _current is None:
+        if not auto_init:
+            raise RuntimeError("miniray is not running: call miniray.init() first.")
+        from miniray import api
+        api.init()
+    return _current
+
+
+def call_site(skip_miniray: bool = True) -> str:
+    """``file:line`` of the user code that called into miniray."""
+    f = sys._getframe(1)
+    pkg = os.path.dirname(__file__)
+    while f is not None and f.f_code.co_filename.startswith(pkg):
+        f = f.f_back
+    return f"{f.f_code.co_filename}:{f.f_lineno}" if f is not None else "?"
+
+
+class LocalTransport:
+    """The driver talking to the Node thread in its own process."""
+
+    def __init__(self, node):
+        self.node = node
+        self.client = None
+        self._futures: dict[int, Future] = {}
+
+    def send(self, items):
+        self.node.inbox.append((self.client, items))
+        self.node.wake()
+
+    def expect(self, rid):
+        fut = self._futures[rid] = Future()
+        return fut
+
+    def resolve(self, rid, ok, value):
+        fut = self._futures.pop(rid, None)
+        if fut is not None:
+            fut.set_result(value) if ok else fut.set_exception(value)
+        return fut is not None
+
+
+class SocketTransport(LocalTransport):
+    """A worker talking to its node over ``node.sock``; a reader thread calls ``resolve``."""
+
+    def __init__(self, conn):
+        self.conn = conn
+        self._futures = {}
+
+    def send(self, items):
+        self.conn.send(items)
+
+
+class Runtime:
+    def __init__(self, transport, holder: str, *, node_id: str, job_id: str, arena, inline_max: int,
+                 node=None, store=None, events=None, session_dir: str = "", address=None):
+        self.transport, self.holder, self.node_id, self.job_id = transport, holder, node_id, job_id
+        self.arena, self.inline_max, self.node, self.store, self.events = arena, inline_max, node, store, events
+        self.session_dir, self.address = session_dir, address
+        self._prefix = os.urandom(5).hex()
+        self._ids = itertools.count(1)
+        self._rids = itertools.count(1)
+        self._lock = threading.RLock()
+        self._counts: dict[str, int] = {}
+        self._pending: list = []      # ("refs", oid, -1) / ("unpin", oid), in order
+        self._fns: set = set()
+        self.namespace = "default"
+        self.context_of = lambda: None   # worker: the current call's context (worker/executor.py)
+        self.blocking = None             # worker: hands back queued calls before a blocking get
+
+    # -- ids ------------------------------------------------------------------------------------
+    def new_task_id(self) -> str:
+        return f"{self._prefix}{next(self._ids):011x}"
+
+    # -- sending, with pending ref changes first -------------------------------------------------
+    def send(self, items: list) -> None:
+        with self._lock:
+            pending = self._take_pending()
+            self.transport.send(pending + items if pending else items)
+
+    def flush(self) -> None:
+        with self._lock:
+            pending = self._take_pending()
+            if pending:
+                self.transport.send(pending)
+
+    def _take_pending(self) -> list:
+        if not self._pending:
+            return []
+        refs, unpins, out = [], [], []
+        for kind, oid, delta in self._pending:
+            (refs if kind == "refs" else unpins).append((oid, delta) if kind == "refs" else oid)
+        self._pending = []
+        if refs:
+            out.append(("refs", refs))
+        if unpins:
+            out.append(("unpin", unpins))
+        return out
+
+    def request(self, kind: str, *args, timeout=None):
+        rid = next(self._rids)
+        fut = self.transport.expect(rid)
+        self.send([("req", rid, kind, args)])
+        return fut.result(timeout)
+
+    # -- reference counting --------------------------------------------------------------------
+    def add_local_ref(self, oid: str) -> None:
+        with self._lock:
+            n = self._counts.get(oid, 0)
+            self._counts[oid] = n + 1
+            if n == 0:
+                if self.store is not None:
+                    self.store.add_ref(oid, self.holder, +1)
+                else:
+                    self._pending.append(("refs", oid, +1))
+
+    def remove_local_ref(self, oid: str) -> None:
+        with self._lock:
+            n = self._counts.get(oid, 0) - 1
+            if n > 0:
+                self._counts[oid] = n
+                return
+            self._counts.pop(oid, None)
+            first = not self._pending
+            self._pending.append(("refs", oid, -1))
+        if first and self.node is not None:
+            self.node.wake()
+
+    def flush_pending_to_node(self) -> None:
+        """Driver only, called by the node thread: queue our ref drops and unpins, in order."""
+        if self._pending:
+            self.flush()
+
+    def unpin(self, oid: str) -> None:
+        with self._lock:
+            first = not self._pending
+            self._pending.append(("unpin", oid, 0))
+        if first and self.node is not None:
+            self.node.wake()
+
+    # -- functions --------------------------------------------------------------------------------
+    def ensure_function(self, fn_id: str, make_blob) -> None:
+        if fn_id not in self._fns:
+            self.send([("fn", fn_id, make_blob())])
+            self._fns.add(fn_id)
+
+    def submit(self, spec) -> None:
+        self.send([("submit", spec, time.time())])
+
+    # -- objects ----------------------------------------------------------------------------------
+    def put(self, value, site: str = ""):
+        from miniray.refs import ObjectRef
+        if isinstance(value, ObjectRef):
+            raise TypeError("miniray.put() of an ObjectRef is not allowed: pass the ref itself to tasks, "
+                            "or put the value it stands for.")
+        from miniray.store.serialization import serialize
+        oid = self.new_task_id() + "00"
+        ser = serialize(value)
+        ref = ObjectRef(oid)
+        self.put_serialized(oid, ser, site)
+        return ref
+
+    def put_serialized(self, oid: str, ser, site: str) -> None:
+        if self.store is not None:     # the driver: write into the store directly
+            self.store.put_serialized(oid, ser, self.inline_max, call_site=site, pid=os.getpid())
+            return
+        if ser.size <= self.inline_max:
+            desc = ser.inline()
+        else:
+            off = self.request("alloc", ser.shm_size)
+            desc = ser.write_shm(self.arena.view(off, ser.shm_size), off)
+        self.send([("put", oid, desc, ser.contained, site)])
+
+    def get_descs(self, oids: list, timeout):
+        store = self.store
+        if store is not None and all(store.ready(o) for o in oids):
+            return {o: store.read_for(o, self.holder) for o in set(oids)}
+        if self.blocking is not None:
+            self.blocking(True)
+        try:
+            descs = self.request("get", list(oids), timeout)
+        finally:
+            if self.blocking is not None:
+                self.blocking(False)
+        if descs is None:
+            raise exc.GetTimeoutError(
+                f"get() timed out after {timeout} s: {len(set(oids))} object(s) asked for, some not ready. "
+                "The tasks may still finish; call get() again, or use miniray.wait() to take what is ready.")
+        return descs
+
+    def value_of(self, oid: str, desc: tuple):
+        if desc[0] == "error":
+            import pickle
+            raise pickle.loads(desc[1])
+        from miniray.store.serialization import deserialize
+        if desc[0] == "shm":
+            return deserialize(desc, self.arena, lambda: self.unpin(oid))
+        return deserialize(desc)
+
+    def get(self, oids: list, timeout=None) -> list:
+        descs = self.get_descs(oids, timeout)
+        values = {}
+        try:
+            for o in oids:
+                if o not in values:
+                    values[o] = self.value_of(o, descs[o])
+        finally:
+            for o, d in descs.items():   # pins of values we never built
+                if d[0] == "shm" and o not in values:
+                    self.unpin(o)
+        return [values[o] for o in oids]
+
+    def wait(self, oids: list, num_returns: int, timeout):
+        return self.request("wait", list(oids), num_returns, timeout)
+
+    def resources(self):
+        return self.request("resources")

@@ -1,0 +1,1 @@
+"""The node's scheduler: plain state with pure transitions (state.py) and the node's main loop (node.py)."""

@@ -1,0 +1,218 @@
+"""The node's actor table: where each actor lives, its call queue, restarts and death.
+
+Runs in the node thread (called from ``Node``).  An actor's life:
+
+    PENDING ──constructor ok──► ALIVE ──worker died, restarts left──► RESTARTING ──► ALIVE
+       │                          │                                       │
+       └─constructor raised──► DEAD ◄── killed / restarts used up ────────┘
+
+State per actor: its creation spec (to re-run ``__init__`` on restart), the worker it is bound to,
+``queue`` (calls not yet sent, in submission order), ``inflight`` (calls sent to the worker),
+``restarts_left`` and, once dead, ``cause``, the sentence every later call's error quotes.
+Calls are sent to the actor's worker in the order they arrived; a call whose arguments are not ready
+holds back the calls behind it, so one caller's calls run in submission order.
+"""
+from __future__ import annotations
+
+import pickle
+from collections import deque
+from dataclasses import dataclass, field
+
+from miniray import exceptions as exc
+from miniray.scheduler import state as S
+
+PENDING, ALIVE, RESTARTING, DEAD = "PENDING", "ALIVE", "RESTARTING", "DEAD"
+
+
+@dataclass
+class Actor:
+    spec: object
+    state: str = PENDING
+    worker: str | None = None
+    restarts_left: int = 0
+    queue: deque = field(default_factory=deque)
+    inflight: dict = field(default_factory=dict)
+    cause: str = ""
+    key: tuple | None = None
+
+    @property
+    def class_name(self) -> str:
+        return self.spec.name.split(".")[0]
+
+
+class ActorTable:
+    def __init__(self, node):
+        self.node = node
+        self.actors: dict[str, Actor] = {}
+        self.names: dict[tuple, str] = {}
+        self.calls: dict[str, str] = {}        # call task_id -> actor_id
+        self.blocked: dict[str, set] = {}      # object id -> actor ids whose head call waits for it
+
+    # -- creation and lookup --------------------------------------------------------------------
+    def create(self, spec, ts):
+        opts = spec.options
+        name, ns = opts.get("name"), opts.get("namespace") or "default"
+        if name:
+            existing = self.names.get((ns, name))
+            if existing is not None:
+                if opts.get("get_if_exists"):
+                    return self.actors[existing].spec.options["handle"]
+                raise ValueError(f"An actor named {name!r} already exists in namespace {ns!r}. "
+                                 "Pick another name, fetch it with miniray.get_actor(name), or pass "
+                                 "get_if_exists=True to .options().")
+        actor = Actor(spec, restarts_left=opts.get("max_restarts", 0))
+        if name:
+            actor.key = (ns, name)
+            self.names[actor.key] = spec.actor_id
+        self.actors[spec.actor_id] = actor
+        self.node._submit(spec, ts)
+        return opts["handle"]
+
+    def lookup(self, name, namespace):
+        aid = self.names.get((namespace or "default", name))
+        if aid is None or self.actors[aid].state == DEAD:
+            return None
+        return self.actors[aid].spec.options["handle"]
+
+    def created(self, spec, result, wc):
+        actor = self.actors.get(spec.actor_id)
+        if actor is None or actor.state == DEAD:
+            self.node._kill_worker(wc.holder)
+            return
+        if result.error:
+            err = pickle.loads(result.values[0][1][1]) if result.values else None
+            self._die(actor, f"its constructor {actor.class_name}.__init__ raised:\n{err}")
+            self.node._kill_worker(wc.holder)
+            return
+        lifetime = {k: v for k, v in spec.resources.items() if k in spec.options.get("explicit", ())}
+        S.bind_actor(self.node.state, wc.holder, spec.actor_id, lifetime)
+        actor.worker, actor.state = wc.holder, ALIVE
+        self.pump(actor)
+
+    # -- calls ----------------------------------------------------------------------------------
+    def enqueue(self, spec):
+        actor = self.actors.get(spec.actor_id)
+        if actor is None:
+            self.node.fail(spec, exc.ActorDiedError(
+                f"Actor {spec.actor_id} is unknown to this runtime: was it created before the last "
+                "miniray.shutdown()?"))
+            return
+        if actor.state == DEAD:
+            self.node.fail(spec, self._died_error(actor))
+            return
+        self.calls[spec.task_id] = spec.actor_id
+        actor.queue.append(spec)
+        self.pump(actor)
+
+    def pump(self, actor):
+        node = self.node
+        while actor.state == ALIVE and actor.queue:
+            spec = actor.queue[0]
+            unready = [o for o in spec.deps if not node.store.ready(o)]
+            if unready:
+                self.blocked.setdefault(unready[0], set()).add(spec.actor_id)
+                return
+            actor.queue.popleft()
+            failed = [o for o in spec.deps if node.store.entries[o].state == "FAILED"]
+            if failed:
+                self.calls.pop(spec.task_id, None)
+                desc = node.store.entries[failed[0]].desc
+                node.fail(spec, pickle.loads(desc[1]))
+                continue
+            actor.inflight[spec.task_id] = spec
+            wc = node.conns[actor.worker]
+            descs = {o: node.store.read_for(o, actor.worker) for o in set(spec.deps)}
+            wc.deliver([("exec", spec, None, descs, [])])
+
+    def object_ready(self, oid):
+        for aid in self.blocked.pop(oid, ()):
+            actor = self.actors.get(aid)
+            if actor is not None:
+                self.pump(actor)
+
+    def inflight_spec(self, tid):
+        aid = self.calls.get(tid)
+        return self.actors[aid].inflight.get(tid) if aid in self.actors else None
+
+    def done(self, tid, result, wc):
+        aid = self.calls.pop(tid)
+        actor = self.actors[aid]
+        spec = actor.inflight.pop(tid, None)
+        if spec is not None:
+            self.node._finish(spec, result, worker=wc.holder)
+
+    def cancel(self, tid):
+        aid = self.calls.get(tid)
+        actor = self.actors.get(aid)
+        if actor is None:
+            return
+        for spec in list(actor.queue):
+            if spec.task_id == tid:
+                actor.queue.remove(spec)
+                self.calls.pop(tid, None)
+                self.node.fail(spec, exc.TaskCancelledError(tid))
+
+    # -- failure --------------------------------------------------------------------------------
+    def kill(self, actor_id, no_restart=True):
+        actor = self.actors.get(actor_id)
+        if actor is None or actor.state == DEAD:
+            return
+        if no_restart:
+            self._die(actor, "it was killed with miniray.kill()")
+            S.forget(self.node.state, actor.spec.task_id)
+        if actor.worker:
+            self.node._kill_worker(actor.worker)
+
+    def creation_lost(self, spec, wid):
+        actor = self.actors.get(spec.actor_id)
+        if actor is not None:
+            self.worker_lost(spec.actor_id, wid, None, during_init=True)
+
+    def worker_lost(self, actor_id, wid, pid, during_init=False):
+        actor = self.actors.get(actor_id)
+        if actor is None:
+            return
+        actor.worker = None
+        if actor.state == DEAD:
+            self._fail_all(actor)
+            return
+        if actor.restarts_left != 0:
+            actor.restarts_left -= 1 if actor.restarts_left > 0 else 0
+            actor.state = RESTARTING
+            retries = actor.spec.options.get("max_task_retries", 0)
+            again = []
+            for spec in actor.inflight.values():
+                if retries < 0 or spec.attempt < retries:
+                    spec.attempt += 1
+                    again.append(spec)
+                else:
+                    self.calls.pop(spec.task_id, None)
+                    self.node.fail(spec, exc.RayActorError(
+                        f"The actor {actor.class_name} died while running {spec.name} (its worker, pid "
+                        f"{pid}, exited). It is restarting; this call is not retried because "
+                        "max_task_retries is 0. Pass max_task_retries=N in .options() to retry calls."))
+            actor.inflight.clear()
+            actor.queue.extendleft(reversed(again))
+            actor.spec.attempt += 1
+            S.submit(self.node.state, actor.spec, set())
+            return
+        what = "while running its constructor" if during_init else f"(pid {pid})"
+        limit = actor.spec.options.get("max_restarts", 0)
+        self._die(actor, f"its worker process died {what}, and max_restarts={limit} restarts are used up")
+
+    def _die(self, actor, cause):
+        actor.state, actor.cause = DEAD, cause
+        if actor.key is not None:
+            self.names.pop(actor.key, None)
+        self._fail_all(actor)
+
+    def _fail_all(self, actor):
+        for spec in list(actor.inflight.values()) + list(actor.queue):
+            self.calls.pop(spec.task_id, None)
+            self.node.fail(spec, self._died_error(actor))
+        actor.inflight.clear()
+        actor.queue.clear()
+
+    def _died_error(self, actor):
+        return exc.ActorDiedError(f"The actor {actor.class_name} ({actor.spec.actor_id[:12]}) is dead: "
+                                  f"{actor.cause}")

@@ -1,0 +1,516 @@
+"""The node: one thread that owns the scheduler state, the object store and the worker processes.
+
+    driver thread ──inbox+wakeup──┐                        ┌──► worker w1 (process)
+                                  ▼                        │
+    worker sockets ──frames──► Node.run()  ── exec items ──┼──► worker w2
+                                  │  ▲                     │
+                                  ▼  └─── done/started ────┘
+                        ObjectStore (shm arena)   EventLog
+
+Who runs where: ``Node.run`` is the only thread that changes ``state`` (scheduler/state.py), the actor
+table and the waiters; the store is shared with the driver thread under its lock.  Workers are
+separate processes that connect to ``node.sock`` in the session directory.
+
+A client is anything that sends client items (transport/messages.py): the driver (in-process, through
+``inbox``) or a worker (through its socket).  Each is known by a *holder* name ("driver", "w3") that
+the store uses to count its refs and pins.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import selectors
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import warnings
+from collections import deque
+
+from miniray import exceptions as exc
+from miniray.scheduler import state as S
+from miniray.scheduler.actors import ActorTable
+from miniray.transport.framing import Connection, ConnectionClosed, FrameReader
+from miniray.transport.messages import Result
+
+
+def error_desc(err: BaseException) -> tuple:
+    return ("error", pickle.dumps(err))
+
+
+class WorkerConn:
+    def __init__(self, sock):
+        self.conn, self.reader = Connection(sock), FrameReader(sock)
+        self.holder, self.pid, self.outbox, self.fns = None, None, [], set()
+
+    def deliver(self, items):
+        self.outbox.extend(items)
+
+
+class LocalClient:
+    """The driver, living in this process: replies resolve its futures directly."""
+    holder = "driver"
+
+    def __init__(self, runtime):
+        self.runtime = runtime
+
+    def deliver(self, items):
+        for item in items:
+            if item[0] == "reply":
+                self.runtime.transport.resolve(item[1], item[2], item[3])
+
+
+class Node:
+    def __init__(self, *, session_dir, node_id, total, store, events, num_workers, inline_max):
+        self.session_dir, self.node_id, self.store, self.events = session_dir, node_id, store, events
+        self.state = S.new_state(total)
+        self.actors = ActorTable(self)
+        self.num_workers, self.inline_max = max(1, num_workers), inline_max
+        self.functions: dict[str, bytes] = {}
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.conns: dict[str, WorkerConn] = {}
+        self.clients: dict[str, object] = {}
+        self.inbox: deque = deque()
+        self.waiters: dict[str, list] = {}        # oid -> [waiter]; waiter = [client, rid, kind, oids, k, deadline]
+        self.timed: list = []
+        self.allocs: dict[str, set] = {}           # holder -> arena offsets handed out, not yet sealed
+        self.cancelled: set = set()
+        self.warned: set = set()
+        self.submitted_at: dict[str, float] = {}
+        self._seq = 0
+        self._stopping = False
+        self.store.on_ready = self._object_ready
+        self.sock_path = os.path.join(session_dir, "node.sock")
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(self.sock_path)
+        self.listener.listen(256)
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_w.setblocking(False)
+        self.selector = selectors.DefaultSelector()
+        self.selector.register(self.listener, selectors.EVENT_READ, self._accept)
+        self.selector.register(self._wake_r, selectors.EVENT_READ, self._drain_wake)
+        self.thread = threading.Thread(target=self.run, name="miniray-node", daemon=True)
+        self.pull_refs = None   # set by the driver runtime: flushes its pending ref deltas
+
+    def start(self):
+        for _ in range(self.num_workers):
+            self._spawn()
+        self.thread.start()
+
+    def wake(self):
+        try:
+            self._wake_w.send(b"\0")
+        except (BlockingIOError, OSError):
+            pass
+
+    def emit(self, kind, **fields):
+        self.events.emit(kind, **fields)
+
+    # Main loop ---------------------------------------------------------------------------------
+    def run(self):
+        while not self._stopping:
+            timeout = self._next_deadline()
+            for key, _ in self.selector.select(timeout):
+                key.data(key.fileobj)
+            if self.pull_refs:
+                self.pull_refs()
+            self._drain_inbox()
+            self._expire_waiters()
+            self._schedule()
+            self._flush()
+
+    def _accept(self, listener):
+        sock, _ = listener.accept()
+        conn = WorkerConn(sock)
+        self.selector.register(sock, selectors.EVENT_READ, lambda s, c=conn: self._read_worker(c))
+
+    def _drain_wake(self, sock):
+        try:
+            sock.recv(65536)
+        except BlockingIOError:
+            pass
+
+    def _drain_inbox(self):
+        while self.inbox:
+            client, items = self.inbox.popleft()
+            for item in items:
+                self._handle(client, item)
+
+    def _read_worker(self, wc: WorkerConn):
+        try:
+            frames = wc.reader.feed()
+        except ConnectionClosed:
+            self._worker_died(wc)
+            return
+        for items in frames:
+            for item in items:
+                if item[0] == "hello":
+                    wc.holder, wc.pid = item[1], item[2]
+                    self.conns[wc.holder] = wc
+                    self.clients[wc.holder] = wc
+                    slot = self.state.workers.get(wc.holder)
+                    if slot is not None and slot.state == "starting":
+                        slot.state = "idle"
+                else:
+                    self._handle(wc, item)
+
+    def _flush(self):
+        for wc in list(self.conns.values()):
+            if wc.outbox:
+                items, wc.outbox = wc.outbox, []
+                try:
+                    wc.conn.send(items)
+                except OSError:
+                    pass  # its death arrives as EOF on the read side
+
+    # Client items ------------------------------------------------------------------------------
+    def _handle(self, client, item):
+        kind = item[0]
+        if kind == "refs":
+            for oid, delta in item[1]:
+                self.store.add_ref(oid, client.holder, delta)
+        elif kind == "submit":
+            self._submit(item[1], item[2])
+        elif kind == "started":
+            self._started(client, item[1], item[2])
+        elif kind == "done":
+            self._done(client, item[1], item[2])
+        elif kind == "fn":
+            self.functions[item[1]] = item[2]
+        elif kind == "unpin":
+            for oid in item[1]:
+                self.store.pin(oid, client.holder, -1)
+        elif kind == "put":
+            _, oid, desc, contained, call_site = item
+            if desc[0] == "shm":
+                self.allocs.get(client.holder, set()).discard(desc[1])
+            self.store.seal(oid, desc, contained, call_site=call_site, pid=getattr(client, "pid", 0) or 0)
+        elif kind == "requeue":
+            S.hand_back(self.state, client.holder, item[1])
+        elif kind == "req":
+            _, rid, what, args = item
+            try:
+                handler = getattr(self, "_req_" + what)
+                handler(client, rid, *args)
+            except Exception as err:  # a bad request fails that request, never the node
+                client.deliver([("reply", rid, False, err)])
+
+    def _submit(self, spec, ts):
+        self.submitted_at[spec.task_id] = ts
+        self.store.use(spec.deps + spec.nested, +1)
+        self.emit("submitted", ts=ts, task_id=spec.task_id, name=spec.name, type=spec.type,
+                  actor_id=spec.actor_id, deps=list(spec.deps + spec.nested), returns=list(spec.returns),
+                  call_site=spec.call_site, resources=dict(spec.resources))
+        if spec.type == "actor_method":
+            self.actors.enqueue(spec)
+            return
+        need = S.placement_need(spec)
+        if not S.feasible(self.state.total, need):
+            key = (spec.name, tuple(sorted(need.items())))
+            if key not in self.warned:
+                self.warned.add(key)
+                warnings.warn(
+                    f"Task {spec.name} asks for {need}, but this cluster only has "
+                    f"{self.state.total}. It cannot run until a node with those resources joins. "
+                    "Lower the request (.options(num_cpus=..., num_gpus=..., resources=...)) or "
+                    "start miniray with more resources.", RuntimeWarning, stacklevel=2)
+        unready = {o for o in spec.deps if not self.store.ready(o)}
+        S.submit(self.state, spec, unready)
+
+    def _object_ready(self, oid):
+        S.object_ready(self.state, oid)
+        self.actors.object_ready(oid)
+        for w in self.waiters.pop(oid, ()):
+            self._check_waiter(w)
+
+    # Scheduling --------------------------------------------------------------------------------
+    def _schedule(self):
+        for tid, wid in S.assign(self.state):
+            self._send_exec(tid, wid)
+        self._grow_pool()
+
+    def _grow_pool(self):
+        st = self.state
+        if not st.ready or any(s.state in ("idle", "starting") for s in st.workers.values()):
+            return
+        spec = st.specs.get(st.ready[0])
+        if spec is None or not S.fits(st.available, S.placement_need(spec)):
+            return
+        pool = sum(s.state != "actor" for s in st.workers.values())
+        if pool < 4 * self.num_workers + 64:
+            self._spawn()
+
+    def _send_exec(self, tid, wid):
+        spec = self.state.specs[tid]
+        failed = [o for o in spec.deps if self.store.entries.get(o) and self.store.entries[o].state == "FAILED"]
+        if failed:
+            desc = self.store.entries[failed[0]].desc
+            S.task_done(self.state, tid)
+            self._finish(spec, Result([(r, desc, ()) for r in spec.returns], time.time(), time.time(),
+                                      error="dependency failed"), worker=wid)
+            return
+        wc = self.conns[wid]
+        descs = {o: self.store.read_for(o, wid) for o in set(spec.deps)}
+        blob = None
+        if spec.fn_id not in wc.fns and spec.type != "actor_method":
+            blob = self.functions[spec.fn_id]
+            wc.fns.add(spec.fn_id)
+        wc.deliver([("exec", spec, blob, descs, self.state.workers[wid].gpus)])
+
+    def _spawn(self):
+        self._seq += 1
+        wid = f"w{self._seq}"
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+        env["PYTHONUNBUFFERED"] = "1"
+        cmd = [sys.executable, "-m", "miniray.worker.main", self.sock_path, wid, self.store.arena.path,
+               str(self.store.arena.capacity), self.session_dir, self.node_id, str(os.getpid()),
+               str(self.inline_max)]
+        self.procs[wid] = subprocess.Popen(cmd, env=env, cwd=os.getcwd(), start_new_session=True,
+                                           stdin=subprocess.DEVNULL)
+        self.state.workers[wid] = S.Slot()
+        return wid
+
+    # Worker reports ----------------------------------------------------------------------------
+    def _started(self, wc, tid, ts):
+        spec = self.state.specs.get(tid) or self.actors.inflight_spec(tid)
+        self.emit("started", ts=ts, task_id=tid, worker_id=wc.holder, pid=wc.pid, node_id=self.node_id,
+                  actor_id=spec.actor_id if spec else None)
+
+    def _done(self, wc, tid, result: Result):
+        for _, desc, _ in result.values:
+            if desc[0] == "shm":
+                self.allocs.get(wc.holder, set()).discard(desc[1])
+        if tid in self.actors.calls:
+            self.actors.done(tid, result, wc)
+            return
+        spec = self.state.specs.get(tid)
+        if spec is None:
+            return
+        if spec.type == "actor_creation":
+            S.task_done(self.state, tid, result.end - result.start)
+            self.actors.created(spec, result, wc)
+            self._finish(spec, result, worker=wc.holder, seal=False)
+            return
+        if result.error and result.retryable and spec.attempt < spec.max_retries and not result.cancelled:
+            spec.attempt += 1
+            self._free_values(result)
+            S.task_done(self.state, tid)
+            self.state.specs[tid] = spec
+            self.state.ready.append(tid)
+            return
+        S.task_done(self.state, tid, result.end - result.start)
+        self._finish(spec, result, worker=wc.holder)
+
+    def _free_values(self, result):
+        for _, desc, _ in result.values:
+            if desc[0] == "shm":
+                self.store.arena.free(desc[1])
+
+    def _finish(self, spec, result: Result, worker="", seal=True):
+        """A call is over for good: seal its values, release its arguments, log it."""
+        if seal:
+            for oid, desc, contained in result.values:
+                self.store.seal(oid, desc, contained, call_site=spec.call_site, task_id=spec.task_id,
+                                failed=desc[0] == "error")
+        self.store.use(spec.deps + spec.nested, -1)
+        self.cancelled.discard(spec.task_id)
+        self.submitted_at.pop(spec.task_id, None)
+        state = "CANCELLED" if result.cancelled else ("FAILED" if result.error else "FINISHED")
+        self.emit("finished", ts=result.end, task_id=spec.task_id, state=state, error=result.error,
+                  worker_id=worker, pid=getattr(self.conns.get(worker), "pid", None))
+
+    def fail(self, spec, err: BaseException, worker=""):
+        now = time.time()
+        self._finish(spec, Result([(r, error_desc(err), ()) for r in spec.returns], now, now,
+                                  error=type(err).__name__, cancelled=isinstance(err, exc.TaskCancelledError)),
+                     worker=worker)
+
+    def _worker_died(self, wc: WorkerConn):
+        try:
+            self.selector.unregister(wc.conn.sock)
+        except (KeyError, ValueError):
+            pass
+        wc.conn.close()
+        wid = wc.holder
+        if wid is None:
+            return
+        self.conns.pop(wid, None)
+        self.clients.pop(wid, None)
+        proc = self.procs.pop(wid, None)
+        if proc is not None:
+            try:
+                proc.wait(timeout=0.5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        slot = self.state.workers.get(wid)
+        actor_id = slot.actor_id if slot else None
+        lost = S.worker_gone(self.state, wid)
+        for off in self.allocs.pop(wid, ()):
+            self.store.arena.free(off)
+        self.store.drop_holder(wid)
+        self._drop_waiters_of(wc)
+        if self._stopping:
+            return
+        for tid in lost:
+            spec = self.state.specs.get(tid)
+            if spec is None:
+                continue
+            if tid in self.cancelled:
+                S.forget(self.state, tid)
+                self.fail(spec, exc.TaskCancelledError(tid), worker=wid)
+            elif spec.type == "actor_creation":
+                S.forget(self.state, tid)
+                self.actors.creation_lost(spec, wid)
+            elif spec.attempt < spec.max_retries:
+                spec.attempt += 1
+                S.requeue_front(self.state, [tid])
+            else:
+                S.forget(self.state, tid)
+                self.fail(spec, exc.WorkerCrashedError(
+                    f"The worker running {spec.name} (pid {wc.pid}) died {spec.attempt + 1} time(s); "
+                    f"max_retries={spec.max_retries} is used up. Did the task run out of memory or call "
+                    "os._exit? Raise max_retries with .options(max_retries=...) if the crash is transient."),
+                    worker=wid)
+        if actor_id:
+            self.actors.worker_lost(actor_id, wid, wc.pid)
+
+    # Requests ----------------------------------------------------------------------------------
+    def _req_get(self, client, rid, oids, timeout):
+        self._wait_for(client, rid, "get", list(oids), len(set(oids)), timeout)
+
+    def _req_wait(self, client, rid, oids, k, timeout):
+        self._wait_for(client, rid, "wait", list(oids), k, timeout)
+
+    def _wait_for(self, client, rid, kind, oids, k, timeout):
+        w = [client, rid, kind, oids, k, None if timeout is None else time.monotonic() + timeout]
+        if self._check_waiter(w):
+            return
+        for o in set(oids):
+            if not self.store.ready(o):
+                self.waiters.setdefault(o, []).append(w)
+        if w[5] is not None:
+            self.timed.append(w)
+        if kind == "get" and client.holder in self.state.workers:
+            S.worker_blocked(self.state, client.holder)
+
+    def _check_waiter(self, w) -> bool:
+        client, rid, kind, oids, k, _ = w
+        if w[4] is None:
+            return True  # already answered
+        ready = [o for o in oids if self.store.ready(o)]
+        if len(set(ready)) < k:
+            return False
+        self._answer(w, ready)
+        return True
+
+    def _answer(self, w, ready, timed_out=False):
+        client, rid, kind, oids = w[0], w[1], w[2], w[3]
+        w[4] = None
+        if kind == "get":
+            value = None if timed_out else {o: self.store.read_for(o, client.holder) for o in set(oids)}
+            if client.holder in self.state.workers:
+                S.worker_unblocked(self.state, client.holder)
+        else:
+            value = ready
+        client.deliver([("reply", rid, True, value)])
+
+    def _expire_waiters(self):
+        if not self.timed:
+            return
+        now = time.monotonic()
+        keep = []
+        for w in self.timed:
+            if w[4] is None:
+                continue
+            if w[5] <= now:
+                self._answer(w, [o for o in w[3] if self.store.ready(o)], timed_out=True)
+            else:
+                keep.append(w)
+        self.timed = keep
+
+    def _next_deadline(self):
+        if self.inbox:
+            return 0
+        live = [w[5] for w in self.timed if w[4] is not None]
+        return None if not live else max(0.0, min(live) - time.monotonic())
+
+    def _drop_waiters_of(self, client):
+        for ws in self.waiters.values():
+            for w in ws:
+                if w[0] is client:
+                    w[4] = None
+
+    def _req_alloc(self, client, rid, size):
+        off = self.store.alloc(size)
+        self.allocs.setdefault(client.holder, set()).add(off)
+        client.deliver([("reply", rid, True, off)])
+
+    def _req_cancel(self, client, rid, oid, force):
+        tid = oid[:-2]
+        spec = self.state.specs.get(tid)
+        if spec is not None and tid not in self.state.placed:
+            S.forget(self.state, tid)
+            self.fail(spec, exc.TaskCancelledError(tid))
+        elif tid in self.state.placed:
+            self.cancelled.add(tid)
+            wid = self.state.placed[tid]
+            if force:
+                self._kill_worker(wid)
+            else:
+                self.conns[wid].deliver([("cancel", tid)])
+        else:
+            self.actors.cancel(tid)
+        client.deliver([("reply", rid, True, None)])
+
+    def _kill_worker(self, wid):
+        proc = self.procs.get(wid)
+        if proc is not None:
+            try:
+                proc.kill()
+            except ProcessLookupError:
+                pass
+
+    def _req_resources(self, client, rid):
+        avail = {k: max(0.0, v) for k, v in self.state.available.items()}
+        client.deliver([("reply", rid, True, (dict(self.state.total), avail))])
+
+    def _req_create_actor(self, client, rid, spec, ts):
+        client.deliver([("reply", rid, True, self.actors.create(spec, ts))])
+
+    def _req_get_actor(self, client, rid, name, namespace):
+        client.deliver([("reply", rid, True, self.actors.lookup(name, namespace))])
+
+    def _req_kill(self, client, rid, actor_id, no_restart):
+        self.actors.kill(actor_id, no_restart)
+        client.deliver([("reply", rid, True, None)])
+
+    def _req_list_objects(self, client, rid):
+        client.deliver([("reply", rid, True, self.store.list_objects())])
+
+    def _req_summary(self, client, rid):
+        client.deliver([("reply", rid, True, self.store.summary())])
+
+    def _req_ping(self, client, rid):
+        client.deliver([("reply", rid, True, "pong")])
+
+    # Shutdown ----------------------------------------------------------------------------------
+    def stop(self):
+        self._stopping = True
+        self.wake()
+        if self.thread.is_alive() and threading.current_thread() is not self.thread:
+            self.thread.join(timeout=5)
+        for wc in list(self.conns.values()):
+            wc.conn.close()
+        deadline = time.monotonic() + 1.0
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=max(0.01, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.send_signal(signal.SIGKILL)
+                proc.wait()
+        self.selector.close()
+        self.listener.close()
+        self._wake_r.close()
+        self._wake_w.close()

@@ -1,0 +1,264 @@
+"""Scheduler state: plain collections, changed only by the transition functions below.
+
+No threads, no sockets, no processes: the node's main loop calls these and carries out what they
+return, and the tests drive them by hand and compare dicts (STYLE 3, after ``dask/local.py``).
+
+State
+    total, available   resource name → amount ("CPU", "GPU", "memory", custom names)
+    gpus_free          GPU ids not handed to any task or actor
+    specs              task_id → TaskSpec, for every task the node still owns
+    waiting            task_id → set of dependency object ids not yet ready
+    dependents         object id → set of task_ids waiting for it
+    ready              deque of task_ids whose dependencies are ready, in submission order
+    workers            worker_id → Slot(state, queue, held, gpus, actor_id)
+                       state: "starting" | "idle" | "busy" | "blocked" | "actor"
+    placed             task_id → worker_id for every task sent to a worker and not yet done
+    durations          fn_id → smoothed run time; a fast function may be prefetched: up to PREFETCH
+                       calls queued on one busy worker, sharing its one slot of resources
+
+Resources are held per worker slot, not per queued call: a worker runs one call at a time, so calls
+queued behind it use nothing until they run.
+"""
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+PREFETCH = 16
+FAST = 0.002          # seconds: functions quicker than this are prefetched
+SCAN = 2000           # how far down the ready queue one scheduling pass looks
+
+
+@dataclass
+class Slot:
+    state: str = "starting"
+    queue: list = field(default_factory=list)
+    held: dict = field(default_factory=dict)
+    gpus: list = field(default_factory=list)
+    actor_id: str | None = None
+
+
+@dataclass
+class State:
+    total: dict
+    available: dict
+    gpus_free: list = field(default_factory=list)
+    specs: dict = field(default_factory=dict)
+    waiting: dict = field(default_factory=dict)
+    dependents: dict = field(default_factory=dict)
+    ready: deque = field(default_factory=deque)
+    workers: dict = field(default_factory=dict)
+    placed: dict = field(default_factory=dict)
+    durations: dict = field(default_factory=dict)
+
+
+def new_state(total: dict) -> State:
+    gpus = list(range(int(total.get("GPU", 0))))
+    return State(total=dict(total), available=dict(total), gpus_free=gpus)
+
+
+def fits(available: dict, need: dict) -> bool:
+    return all(available.get(k, 0.0) >= v - 1e-9 for k, v in need.items() if v)
+
+
+def feasible(total: dict, need: dict) -> bool:
+    return fits(total, need)
+
+
+def _acquire(state: State, need: dict) -> dict:
+    for k, v in need.items():
+        if v:
+            state.available[k] = state.available.get(k, 0.0) - v
+    return {k: v for k, v in need.items() if v}
+
+
+def _release(state: State, held: dict) -> None:
+    for k, v in held.items():
+        state.available[k] = state.available.get(k, 0.0) + v
+
+
+# -- tasks -------------------------------------------------------------------------------------
+def submit(state: State, spec, unready: set) -> None:
+    """A task arrives; ``unready`` are its dependencies not yet in the store."""
+    state.specs[spec.task_id] = spec
+    if unready:
+        state.waiting[spec.task_id] = set(unready)
+        for oid in unready:
+            state.dependents.setdefault(oid, set()).add(spec.task_id)
+    else:
+        state.ready.append(spec.task_id)
+
+
+def object_ready(state: State, oid: str) -> list:
+    """An object reached the store; returns the task_ids that became ready (and queues them)."""
+    woken = []
+    for tid in sorted(state.dependents.pop(oid, ()), key=_order(state)):
+        deps = state.waiting.get(tid)
+        if deps is None:
+            continue
+        deps.discard(oid)
+        if not deps:
+            del state.waiting[tid]
+            state.ready.append(tid)
+            woken.append(tid)
+    return woken
+
+
+def _order(state: State):
+    return lambda tid: tid
+
+
+def assign(state: State) -> list:
+    """Match ready tasks to workers; returns [(task_id, worker_id)] and updates the state."""
+    out, skipped, scanned = [], deque(), 0
+    idle = [w for w, s in state.workers.items() if s.state == "idle"]
+    while state.ready and scanned < SCAN:
+        tid = state.ready.popleft()
+        scanned += 1
+        spec = state.specs.get(tid)
+        if spec is None:
+            continue
+        need = placement_need(spec)
+        wid = None
+        if idle and fits(state.available, need):
+            wid = idle.pop()
+            slot = state.workers[wid]
+            slot.held = _acquire(state, need)
+            ngpu = int(need.get("GPU", 0))
+            slot.gpus, state.gpus_free = state.gpus_free[:ngpu], state.gpus_free[ngpu:]
+            slot.state = "busy"
+        elif spec.type == "task" and not need.get("GPU"):
+            wid = _prefetch_target(state, spec, need)
+        if wid is None:
+            skipped.append(tid)
+            if not idle:
+                break
+            continue
+        state.workers[wid].queue.append(tid)
+        state.placed[tid] = wid
+        out.append((tid, wid))
+    skipped.extend(state.ready)
+    state.ready = skipped
+    return out
+
+
+def _prefetch_target(state: State, spec, need: dict):
+    if state.durations.get(spec.fn_id, 1.0) > FAST:
+        return None
+    best = None
+    for wid, slot in state.workers.items():
+        if slot.state == "busy" and len(slot.queue) < PREFETCH and slot.held == {k: v for k, v in need.items() if v}:
+            head = state.specs.get(slot.queue[0]) if slot.queue else None
+            if head is not None and head.fn_id == spec.fn_id and (best is None or len(slot.queue) < len(state.workers[best].queue)):
+                best = wid
+    return best
+
+
+def placement_need(spec) -> dict:
+    """Resources needed to place a call: actors without an explicit CPU ask still need one CPU free."""
+    need = dict(spec.resources)
+    if spec.type == "actor_creation" and "CPU" not in spec.options.get("explicit", ()):
+        need["CPU"] = max(need.get("CPU", 0.0), 1.0)
+    return need
+
+
+def task_done(state: State, tid: str, duration: float | None = None) -> str | None:
+    """A placed call ended; returns its worker.  Frees the worker's slot when its queue is empty."""
+    wid = state.placed.pop(tid, None)
+    spec = state.specs.pop(tid, None)
+    if spec is not None and duration is not None:
+        old = state.durations.get(spec.fn_id)
+        state.durations[spec.fn_id] = duration if old is None else 0.8 * old + 0.2 * duration
+    if wid is None:
+        return None
+    slot = state.workers.get(wid)
+    if slot is None:
+        return wid
+    if tid in slot.queue:
+        slot.queue.remove(tid)
+    if not slot.queue and slot.state in ("busy", "blocked"):
+        if spec is not None and spec.type == "actor_creation":
+            return wid  # the node decides: the worker becomes the actor's, or dies with it
+        _free_slot(state, slot)
+        slot.state = "idle"
+    return wid
+
+
+def _free_slot(state: State, slot: Slot) -> None:
+    if slot.state != "blocked":
+        _release(state, slot.held)
+    state.gpus_free.extend(slot.gpus)
+    slot.held, slot.gpus = {}, []
+
+
+def bind_actor(state: State, wid: str, actor_id: str, lifetime_need: dict) -> None:
+    """The worker now belongs to an actor: trade the placement resources for its lifetime ones."""
+    slot = state.workers[wid]
+    gpus = slot.gpus
+    _release(state, slot.held)
+    slot.held = _acquire(state, {k: v for k, v in lifetime_need.items() if k != "GPU"})
+    if "GPU" in lifetime_need:
+        slot.held["GPU"] = lifetime_need["GPU"]
+        state.available["GPU"] = state.available.get("GPU", 0.0) - lifetime_need["GPU"]
+    slot.gpus = gpus
+    slot.state, slot.actor_id, slot.queue = "actor", actor_id, []
+
+
+def requeue_front(state: State, tids: list) -> None:
+    """Calls a worker handed back (or lost) go back to the head of the ready queue, in order."""
+    for tid in reversed(tids):
+        state.placed.pop(tid, None)
+        if tid in state.specs:
+            state.ready.appendleft(tid)
+
+
+def hand_back(state: State, wid: str, tids: list) -> None:
+    """A worker returns calls it had queued but not started (it is about to block in ``get``)."""
+    slot = state.workers.get(wid)
+    back = [t for t in tids if state.placed.get(t) == wid]
+    if slot is not None:
+        slot.queue = [t for t in slot.queue if t not in back]
+    requeue_front(state, back)
+
+
+def worker_blocked(state: State, wid: str) -> None:
+    """The worker waits in ``get``: release its CPUs so others can run meanwhile."""
+    slot = state.workers[wid]
+    if slot.state == "busy":
+        _release(state, slot.held)
+        slot.state = "blocked"
+
+
+def worker_unblocked(state: State, wid: str) -> None:
+    slot = state.workers.get(wid)
+    if slot is not None and slot.state == "blocked":
+        _acquire(state, slot.held)  # may go briefly negative, as Ray allows
+        slot.state = "busy" if slot.queue else "idle"
+        if not slot.queue:
+            _release(state, slot.held)
+            slot.held = {}
+
+
+def worker_gone(state: State, wid: str) -> list:
+    """A worker died; returns the task_ids it had (running first, then queued)."""
+    slot = state.workers.pop(wid, None)
+    if slot is None:
+        return []
+    lost = list(slot.queue)
+    if slot.state in ("busy", "actor"):
+        _release(state, slot.held)
+    state.gpus_free.extend(slot.gpus)
+    for tid in lost:
+        state.placed.pop(tid, None)
+    return lost
+
+
+def forget(state: State, tid: str) -> None:
+    """Drop a task that will never run (cancelled, or its dependency failed)."""
+    state.specs.pop(tid, None)
+    for oid in state.waiting.pop(tid, ()):
+        state.dependents.get(oid, set()).discard(tid)
+    try:
+        state.ready.remove(tid)
+    except ValueError:
+        pass

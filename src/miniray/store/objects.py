@@ -1,0 +1,291 @@
+"""The node's object table: every object's state, location, size and who keeps it alive.
+
+Runs in the node (the driver process in local mode).  Mutated by the node thread; the driver thread
+reads ready descriptors and pins under ``lock``.  Nothing here does I/O except spilling to disk.
+
+An object's state machine (illegal moves raise, STYLE 5):
+
+    PENDING ──seal──► READY ──spill──► SPILLED ──restore──► READY
+       │                │                  │
+       └──fail──► FAILED└────────free──────┴──► FREED   (FAILED ──free──► FREED too)
+
+Who keeps an object alive (it is freed when all are zero and it is no longer PENDING):
+    refs[holder]   ObjectRef instances alive in a process ("driver", "w3", ...): LOCAL_REFERENCE
+    uses           pending tasks that take it as an argument:                   USED_BY_PENDING_TASK
+    captured       live objects whose pickled value contains a ref to it:       CAPTURED_IN_OBJECT
+    pins[holder]   zero-copy views alive in a process (shm objects only):        PINNED_IN_MEMORY
+Pinned objects are never spilled; their memory is mapped by a reader.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+from miniray.exceptions import ObjectStoreFullError
+from miniray.store.arena import Arena
+from miniray.store.serialization import Serialized, desc_size
+
+PENDING, READY, FAILED, SPILLED, FREED = "PENDING", "READY", "FAILED", "SPILLED", "FREED"
+_MOVES = {
+    PENDING: {READY, FAILED, FREED},
+    READY: {SPILLED, FREED},
+    SPILLED: {READY, FREED},
+    FAILED: {FREED},
+    FREED: set(),
+}
+
+
+@dataclass
+class Entry:
+    oid: str
+    state: str = PENDING
+    desc: tuple | None = None          # ("inline", ...) | ("shm", ...) | ("error", bytes)
+    size: int = 0
+    refs: Counter = field(default_factory=Counter)
+    pins: Counter = field(default_factory=Counter)
+    uses: int = 0
+    captured: int = 0
+    contains: tuple = ()
+    call_site: str = ""
+    pid: int = 0
+    task_id: str = ""
+    spill_path: str = ""
+    last_access: float = 0.0
+
+    @property
+    def location(self) -> str:
+        if self.state == SPILLED:
+            return "spilled"
+        if self.desc is None:
+            return "pending"
+        return "shared_memory" if self.desc[0] == "shm" else "inline"
+
+    def move(self, new: str) -> None:
+        if new not in _MOVES[self.state]:
+            raise RuntimeError(f"object {self.oid}: illegal state change {self.state} -> {new}")
+        self.state = new
+
+
+class ObjectStore:
+    """State: ``entries`` (oid → Entry) and the arena's allocation; ``lock`` guards both."""
+
+    def __init__(self, arena: Arena, spill_dir: str, node_id: str, emit):
+        self.arena, self.spill_dir, self.node_id, self.emit = arena, spill_dir, node_id, emit
+        self.entries: dict[str, Entry] = {}
+        self.lock = threading.RLock()
+        self.ready_cond = threading.Condition(self.lock)
+        self.spilled_bytes = 0
+        self.on_ready = None   # set by the node: called with each oid that became READY or FAILED
+
+    # -- creation ------------------------------------------------------------------------------
+    def entry(self, oid: str) -> Entry:
+        e = self.entries.get(oid)
+        if e is None:
+            e = self.entries[oid] = Entry(oid)
+        return e
+
+    def seal(self, oid: str, desc: tuple, contained=(), *, call_site="", pid=0, task_id="", failed=False):
+        """A value arrived (a put, a task's return, or an error to raise at ``get``)."""
+        with self.lock:
+            e = self.entry(oid)
+            if e.state != PENDING:  # a retried task's duplicate result: keep the first
+                if desc[0] == "shm":
+                    self.arena.free(desc[1])
+                return
+            e.desc, e.size = desc, (len(desc[1]) if desc[0] == "error" else desc_size(desc))
+            e.contains = tuple(contained)
+            for c in e.contains:
+                self.entry(c).captured += 1
+            e.call_site = e.call_site or call_site
+            e.pid, e.task_id, e.last_access = pid, task_id, time.time()
+            e.move(FAILED if failed else READY)
+            self.ready_cond.notify_all()
+        self.emit("put" if not task_id else "stored", object_id=oid, size=e.size, location=e.location,
+                  call_site=e.call_site, pid=pid, node_id=self.node_id, task_id=task_id)
+        if self.on_ready:
+            self.on_ready(oid)
+        self._maybe_free(e)
+
+    # -- shared memory ---------------------------------------------------------------------------
+    def alloc(self, size: int) -> int:
+        """An arena offset for ``size`` bytes, spilling unpinned objects if needed."""
+        with self.lock:
+            if size > self.arena.capacity:
+                raise ObjectStoreFullError(
+                    f"An object of {size / 2**20:.1f} MiB cannot fit in the object store, whose whole "
+                    f"capacity is {self.arena.capacity / 2**20:.1f} MiB. Start miniray with a larger "
+                    f"store, e.g. miniray.init(object_store_memory={2 * size}), or split the object "
+                    "into smaller pieces.")
+            off = self.arena.alloc(size)
+            while off is None:
+                if not self._spill_one():
+                    used = self.arena.used
+                    raise ObjectStoreFullError(
+                        f"The object store is full: {used / 2**20:.1f} of {self.arena.capacity / 2**20:.1f}"
+                        f" MiB are held by objects that are pinned (in use by a reader or a running task),"
+                        f" and {size / 2**20:.1f} MiB more were asked for. Drop references you no longer "
+                        "need (del ref), or start with a larger object_store_memory.")
+                off = self.arena.alloc(size)
+            return off
+
+    def _spill_one(self) -> bool:
+        victims = [e for e in self.entries.values()
+                   if e.state == READY and e.desc[0] == "shm" and not e.pins]
+        if not victims:
+            return False
+        e = min(victims, key=lambda v: v.last_access)
+        os.makedirs(self.spill_dir, exist_ok=True)
+        path = os.path.join(self.spill_dir, e.oid)
+        _, off, meta_len, lens = e.desc
+        with open(path, "wb") as f:
+            f.write(self.arena.view(off, _shm_extent(e.desc)))
+        self.arena.free(off)
+        e.spill_path = path
+        e.move(SPILLED)
+        self.spilled_bytes += e.size
+        self.emit("spilled", object_id=e.oid, size=e.size, path=path)
+        return True
+
+    def restore(self, e: Entry) -> None:
+        with self.lock:
+            if e.state != SPILLED:
+                return
+            extent = _shm_extent(e.desc)
+            off = self.alloc(extent)
+            with open(e.spill_path, "rb") as f:
+                f.readinto(self.arena.view(off, extent))
+            os.unlink(e.spill_path)
+            e.desc = ("shm", off) + e.desc[2:]
+            e.spill_path = ""
+            self.spilled_bytes -= e.size
+            e.move(READY)
+        self.emit("restored", object_id=e.oid, size=e.size)
+
+    def put_serialized(self, oid: str, ser: Serialized, inline_max: int, **info) -> None:
+        """Store a value serialized in this process (the driver, or the node on a worker's behalf)."""
+        if ser.size <= inline_max:
+            desc = ser.inline()
+        else:
+            off = self.alloc(ser.shm_size)
+            desc = ser.write_shm(self.arena.view(off, ser.shm_size), off)
+        self.seal(oid, desc, ser.contained, **info)
+
+    # -- keeping alive ----------------------------------------------------------------------------
+    def add_ref(self, oid: str, holder: str, n: int = 1) -> None:
+        with self.lock:
+            e = self.entry(oid)
+            e.refs[holder] += n
+            if e.refs[holder] <= 0:
+                del e.refs[holder]
+                self._maybe_free(e)
+
+    def pin(self, oid: str, holder: str, n: int = 1) -> None:
+        with self.lock:
+            e = self.entries.get(oid)
+            if e is None:
+                return
+            e.pins[holder] += n
+            if e.pins[holder] <= 0:
+                del e.pins[holder]
+                self._maybe_free(e)
+
+    def use(self, oids, n: int) -> None:
+        """Pending tasks taking (n=+1) or releasing (n=-1) these objects as arguments."""
+        with self.lock:
+            for oid in oids:
+                e = self.entry(oid)
+                e.uses += n
+                if n < 0:
+                    self._maybe_free(e)
+
+    def drop_holder(self, holder: str) -> None:
+        """A process died: whatever it held is released."""
+        with self.lock:
+            for e in list(self.entries.values()):
+                if holder in e.refs or holder in e.pins:
+                    e.refs.pop(holder, None)
+                    e.pins.pop(holder, None)
+                    self._maybe_free(e)
+
+    def _maybe_free(self, e: Entry) -> None:
+        if e.state in (PENDING, FREED) or e.refs or e.pins or e.uses > 0 or e.captured > 0:
+            return
+        if e.state == READY and e.desc[0] == "shm":
+            self.arena.free(e.desc[1])
+        elif e.state == SPILLED:
+            self.spilled_bytes -= e.size
+            try:
+                os.unlink(e.spill_path)
+            except FileNotFoundError:
+                pass
+        e.move(FREED)
+        del self.entries[e.oid]
+        self.emit("freed", object_id=e.oid)
+        for c in e.contains:
+            inner = self.entries.get(c)
+            if inner is not None:
+                inner.captured -= 1
+                self._maybe_free(inner)
+
+    # -- reading -----------------------------------------------------------------------------------
+    def ready(self, oid: str) -> bool:
+        e = self.entries.get(oid)
+        return e is not None and e.state in (READY, FAILED, SPILLED)
+
+    def read_for(self, oid: str, holder: str) -> tuple:
+        """The descriptor of a ready object, pinned for ``holder`` if it lives in shared memory."""
+        with self.lock:
+            e = self.entries.get(oid)
+            if e is None:
+                from miniray.exceptions import ObjectFreedError
+                return ("error", _pickled(ObjectFreedError(
+                    f"Object {oid} was freed: no reference to it was alive. Keep the ObjectRef "
+                    "(or the value) while you still need it.")))
+            if e.state == SPILLED:
+                self.restore(e)
+            e.last_access = time.time()
+            if e.desc[0] == "shm":
+                e.pins[holder] += 1
+            return e.desc
+
+    # -- observing ---------------------------------------------------------------------------------
+    def list_objects(self) -> list[dict]:
+        with self.lock:
+            out = []
+            for e in self.entries.values():
+                if e.state == PENDING and not e.refs:
+                    continue
+                if e.pins:
+                    kind = "PINNED_IN_MEMORY"
+                elif e.uses > 0:
+                    kind = "USED_BY_PENDING_TASK"
+                elif e.refs:
+                    kind = "LOCAL_REFERENCE"
+                else:
+                    kind = "CAPTURED_IN_OBJECT"
+                out.append({"object_id": e.oid, "object_size": e.size, "reference_type": kind,
+                            "location": e.location, "state": e.state, "node_id": self.node_id,
+                            "call_site": e.call_site, "pid": e.pid, "task_id": e.task_id})
+            return out
+
+    def summary(self) -> dict:
+        with self.lock:
+            live = [e for e in self.entries.values() if e.state != PENDING]
+            return {"node_id": self.node_id, "capacity": self.arena.capacity, "used": self.arena.used,
+                    "spilled": self.spilled_bytes, "num_objects": len(live),
+                    "num_spilled": sum(e.state == SPILLED for e in live),
+                    "num_inline": sum(e.location == "inline" for e in live)}
+
+
+def _shm_extent(desc: tuple) -> int:
+    from miniray.store.arena import _round
+    _, _, meta_len, lens = desc
+    return _round(meta_len) + sum(_round(n) for n in lens)
+
+
+def _pickled(exc: BaseException) -> bytes:
+    import pickle
+    return pickle.dumps(exc)

@@ -1,0 +1,109 @@
+"""Values to bytes and back: pickle protocol 5, with out-of-band buffers written straight to the store.
+
+    serialize(value) ──► Serialized(meta, buffers, contained_refs)
+        │ small (≤ INLINE_MAX)                      │ large
+        ▼                                           ▼
+    ("inline", meta, [bytes...])            write_shm(arena, offset) ─► ("shm", offset, meta_len, lens)
+        │                                           │
+        └──────────► deserialize(desc, arena, on_release) ◄──┘
+                     shm buffers come back as read-only views on the arena (zero copy); a keeper
+                     object owns them and calls on_release() once the last view is gone.
+
+Byte layout of an object in the arena, at a 64-byte aligned offset:
+
+    [meta: meta_len bytes][pad to 64][buffer 0][pad to 64][buffer 1] ... [buffer n-1]
+
+Refs pickled inside a value are collected (``contained``) so the store can keep them alive for as long
+as the containing object lives.
+"""
+from __future__ import annotations
+
+import ctypes
+import pickle
+import weakref
+from dataclasses import dataclass, field
+
+import cloudpickle
+
+from miniray.refs import capture_refs
+from miniray.store.arena import ALIGN, _round
+
+INLINE_MAX = 100 * 1024  # Ray's cut-off for objects kept out of shared memory
+
+
+@dataclass
+class Serialized:
+    meta: bytes
+    buffers: list = field(default_factory=list)
+    contained: list = field(default_factory=list)
+
+    @property
+    def size(self) -> int:
+        return len(self.meta) + sum(b.nbytes for b in self.buffers)
+
+    @property
+    def shm_size(self) -> int:
+        size = _round(len(self.meta))
+        for b in self.buffers:
+            size += _round(b.nbytes)
+        return size
+
+    def inline(self) -> tuple:
+        return ("inline", self.meta, [bytes(b) for b in self.buffers])
+
+    def write_shm(self, view: memoryview, offset: int) -> tuple:
+        """Copy into ``view`` (the arena slice starting at ``offset``); return the descriptor."""
+        pos = len(self.meta)
+        view[:pos] = self.meta
+        lens = []
+        for b in self.buffers:
+            pos = _round(pos)
+            n = b.nbytes
+            view[pos:pos + n] = b
+            lens.append(n)
+            pos += n
+        return ("shm", offset, len(self.meta), tuple(lens))
+
+
+def serialize(value) -> Serialized:
+    buffers: list = []
+    with capture_refs() as contained:
+        try:
+            meta = pickle.dumps(value, protocol=5, buffer_callback=lambda b: buffers.append(b.raw()))
+            if b"__main__" in meta or b"<lambda>" in meta:
+                raise pickle.PicklingError("defined in __main__: pickle by value")
+        except (pickle.PicklingError, AttributeError, TypeError):
+            buffers.clear()
+            contained.clear()
+            meta = cloudpickle.dumps(value, protocol=5, buffer_callback=lambda b: buffers.append(b.raw()))
+    return Serialized(meta, [memoryview(b).cast("B") for b in buffers], list(contained))
+
+
+def desc_size(desc: tuple) -> int:
+    if desc[0] == "inline":
+        return len(desc[1]) + sum(len(b) for b in desc[2])
+    return desc[2] + sum(desc[3])
+
+
+def deserialize(desc: tuple, arena=None, on_release=None):
+    """The value a descriptor stands for; for "shm", zero-copy read-only views on ``arena``."""
+    if desc[0] == "inline":
+        return pickle.loads(desc[1], buffers=desc[2])
+    _, offset, meta_len, lens = desc
+    total = _round(meta_len) + sum(_round(n) for n in lens)
+    keeper = (ctypes.c_char * max(total, 1)).from_buffer(arena.mmap, offset)
+    whole = memoryview(keeper).cast("B")
+    buffers, pos = [], meta_len
+    for n in lens:
+        pos = _round(pos)
+        buffers.append(whole[pos:pos + n].toreadonly())
+        pos += n
+    meta = bytes(whole[:meta_len])
+    whole.release()
+    if on_release is not None:
+        weakref.finalize(keeper, on_release)
+    del keeper
+    return pickle.loads(meta, buffers=buffers)
+
+
+assert ALIGN == 64

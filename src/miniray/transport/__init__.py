@@ -1,0 +1,1 @@
+"""How processes talk: framed pickled messages over Unix sockets (and, later, TCP)."""

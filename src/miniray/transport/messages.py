@@ -1,0 +1,57 @@
+"""Message items, named by the side of the boundary they live on (STYLE 4).
+
+Every frame is a list of items; each item is a tuple whose first element names it.
+
+client → node (a client is the driver, a worker, or later a remote driver)
+    ("fn", fn_id, blob)                 a pickled function or class, sent once per client
+    ("submit", TaskSpec)                a task, an actor creation or an actor method call
+    ("refs", [(oid, delta), ...])       ObjectRef counts in that process went 0→1 (+1) or 1→0 (-1)
+    ("unpin", [oid, ...])               zero-copy views of these objects died in that process
+    ("put", oid, desc, contained, call_site)   a value the client stored itself
+    ("req", rid, kind, args)            a request that gets exactly one ("reply", rid, ok, value)
+worker → node only
+    ("hello", worker_id, pid)           first item on a worker's connection
+    ("started", task_id, ts)            the task began to run
+    ("done", task_id, Result)           the task ended (value, error, or cancelled)
+    ("requeue", [task_id, ...])         prefetched calls handed back before the worker blocks in get
+node → worker ("call items")
+    ("exec", TaskSpec, fn_blob|None, {oid: desc}, gpu_ids)
+    ("cancel", task_id)
+node → any client
+    ("reply", rid, ok, value)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(slots=True)
+class TaskSpec:
+    task_id: str
+    name: str                      # "square", "Counter.__init__", "Counter.increment"
+    type: str                      # "task" | "actor_creation" | "actor_method"
+    fn_id: str                     # function id, class id, or the method's name
+    args: tuple                    # descriptor of the pickled (args, kwargs)
+    deps: tuple                    # top-level ObjectRef arguments, resolved before the call
+    nested: tuple                  # refs nested inside the arguments, kept alive while pending
+    returns: tuple                 # object ids this call will produce
+    num_returns: object = 1        # int, or "dynamic"/"streaming" for generators
+    resources: dict = field(default_factory=dict)
+    max_retries: int = 3
+    retry_exceptions: object = False   # bool, or a tuple of exception types (pickled)
+    actor_id: str | None = None
+    options: dict = field(default_factory=dict)
+    call_site: str = ""
+    owner: str = ""
+    attempt: int = 0
+
+
+@dataclass(slots=True)
+class Result:
+    """What a worker reports when a call ends."""
+    values: list                   # [(oid, desc, contained_oids)]
+    start: float
+    end: float
+    error: str | None = None       # exception class name when the call failed
+    retryable: bool = False        # the failure matches retry_exceptions
+    cancelled: bool = False

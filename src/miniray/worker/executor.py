@@ -1,0 +1,287 @@
+"""Running one call in a worker: resolve arguments, call, store the values or the error, report.
+
+A call is one of three things (``spec.type``): a task, an actor's constructor (the worker then
+belongs to that actor for life), or an actor method.  Actors choose how calls run:
+  sequential (default)        in the main thread, one at a time, in arrival order
+  threaded (max_concurrency)  a thread pool of that size
+  async (any ``async def``)   one event loop thread; up to max_concurrency calls interleave
+
+Errors become a RayTaskError holding the user's exception and the traceback of the user's frames
+only; the driver re-raises it as both types.  Cancel (not forced) raises KeyboardInterrupt in the
+call via SIGINT, only if that call is still the one running.
+"""
+from __future__ import annotations
+
+import asyncio
+import inspect
+import os
+import pickle
+import signal
+import sys
+import threading
+import time
+import traceback
+from concurrent.futures import ThreadPoolExecutor
+
+import cloudpickle
+
+from miniray import exceptions as exc
+from miniray.store.serialization import deserialize, serialize
+from miniray.transport.messages import Result
+
+_PKG = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class ArgRef:
+    """Stands for a top-level ObjectRef argument inside the pickled arguments."""
+    __slots__ = ("oid",)
+
+    def __init__(self, oid):
+        self.oid = oid
+
+    def __reduce__(self):
+        return (ArgRef, (self.oid,))
+
+
+class CallContext:
+    def __init__(self, spec, node_id, gpus):
+        self.task_id, self.actor_id, self.node_id = spec.task_id, spec.actor_id, node_id
+        self.gpu_ids, self.name, self.cancelled = list(gpus), spec.name, False
+
+
+class Executor:
+    def __init__(self, rt, wid, node_id, calls):
+        self.rt, self.wid, self.node_id, self.calls = rt, wid, node_id, calls
+        self.fns: dict = {}
+        self.instance = None
+        self.actor_spec = None
+        self.actor_gpus: list = []
+        self.sequential = True
+        self.pool = None
+        self.loop = None
+        self.semaphore = None
+        self.blocked = False
+        self.current = None
+        self._local = threading.local()
+        self._started: list = []
+        self._started_lock = threading.Lock()
+        self.cancelled: set = set()
+        signal.signal(signal.SIGINT, self._on_sigint)
+        rt.context_of = self.context
+        rt.blocking = self.blocking
+
+    def blocking(self, on: bool) -> None:
+        """A call is about to wait in ``get`` (on=True) or is done waiting: hand back queued calls."""
+        if not on:
+            self.blocked = False
+            return
+        if not self.sequential or self.current is None:
+            return
+        self.blocked = True
+        back = []
+        while True:
+            try:
+                item = self.calls.get_nowait()
+            except Exception:
+                break
+            back.append(item[1].task_id)
+            for oid, desc in item[3].items():
+                if desc[0] == "shm":
+                    self.rt.unpin(oid)
+        if back:
+            self.rt.send([("requeue", back)])
+
+    # -- context ----------------------------------------------------------------------------------
+    def context(self):
+        return getattr(self._local, "ctx", None)
+
+    def _on_sigint(self, signum, frame):
+        ctx = self.current
+        if ctx is not None and ctx.task_id in self.cancelled:
+            raise KeyboardInterrupt
+
+    def cancel(self, tid):
+        self.cancelled.add(tid)
+        ctx = self.current
+        if ctx is not None and ctx.task_id == tid:
+            ctx.cancelled = True
+            os.kill(os.getpid(), signal.SIGINT)
+
+    def flush_started(self):
+        with self._started_lock:
+            items, self._started = self._started, []
+        if items:
+            self.rt.send(items)
+
+    # -- dispatch ---------------------------------------------------------------------------------
+    def run(self, spec, blob, descs, gpus):
+        if blob is not None:
+            self.fns[spec.fn_id] = blob
+        if spec.type == "actor_method" and self.loop is not None:
+            asyncio.run_coroutine_threadsafe(self._run_async(spec, descs), self.loop)
+        elif spec.type == "actor_method" and self.pool is not None:
+            self.pool.submit(self._run, spec, descs, self.actor_gpus)
+        else:
+            self._run(spec, descs, gpus if spec.type != "actor_method" else self.actor_gpus)
+
+    def _run(self, spec, descs, gpus):
+        ctx = CallContext(spec, self.node_id, gpus)
+        self._local.ctx = ctx
+        if self.sequential:
+            self.current = ctx
+        start = time.time()
+        with self._started_lock:
+            self._started.append(("started", spec.task_id, start))
+        env = self._enter_env(spec, gpus)
+        try:
+            if spec.task_id in self.cancelled:
+                raise KeyboardInterrupt
+            args, kwargs, release = self._resolve(spec, descs)
+            target = self._target(spec)
+            value = target(*args, **kwargs)
+            del args, kwargs
+            result = self._store(spec, value, start)
+        except KeyboardInterrupt:
+            result = self._failed(spec, exc.TaskCancelledError(spec.task_id), start, cancelled=True)
+        except BaseException as err:  # the user's code failed: report it, stay alive
+            result = self._error(spec, err, start)
+        finally:
+            self.current = None
+            self._exit_env(env)
+        self.cancelled.discard(spec.task_id)
+        items = [("done", spec.task_id, result)]
+        with self._started_lock:
+            items, self._started = self._started + items, []
+        self.rt.send(items)
+        sys.stdout.flush()
+
+    async def _run_async(self, spec, descs):
+        async with self.semaphore:
+            start = time.time()
+            self.rt.send([("started", spec.task_id, start)])
+            ctx = CallContext(spec, self.node_id, self.actor_gpus)
+            self._local.ctx = ctx
+            try:
+                args, kwargs, _ = self._resolve(spec, descs)
+                value = getattr(self.instance, spec.fn_id)(*args, **kwargs)
+                if inspect.isawaitable(value):
+                    value = await value
+                result = self._store(spec, value, start)
+            except asyncio.CancelledError:
+                result = self._failed(spec, exc.TaskCancelledError(spec.task_id), start, cancelled=True)
+            except BaseException as err:
+                result = self._error(spec, err, start)
+            self.rt.send([("done", spec.task_id, result)])
+
+    def _target(self, spec):
+        if spec.type == "task":
+            fn = self.fns[spec.fn_id]
+            if isinstance(fn, bytes):
+                fn = self.fns[spec.fn_id] = pickle.loads(fn)
+            return fn
+        if spec.type == "actor_creation":
+            cls = pickle.loads(self.fns[spec.fn_id])
+            return lambda *a, **k: self._become_actor(spec, cls, a, k)
+        return getattr(self.instance, spec.fn_id)
+
+    def _become_actor(self, spec, cls, args, kwargs):
+        self.actor_spec = spec
+        self.actor_gpus = list(self.context().gpu_ids)
+        env = spec.options.get("env_vars") or {}
+        os.environ.update(env)
+        if self.actor_gpus:
+            os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, self.actor_gpus))
+        is_async = any(inspect.iscoroutinefunction(m) or inspect.isasyncgenfunction(m)
+                       for _, m in inspect.getmembers(cls, inspect.isfunction))
+        limit = spec.options.get("max_concurrency")
+        if is_async:
+            self.sequential = False
+            self.loop = asyncio.new_event_loop()
+            self.semaphore = asyncio.Semaphore(limit or 1000, )
+            threading.Thread(target=self.loop.run_forever, daemon=True, name="miniray-actor-loop").start()
+        elif limit and limit > 1:
+            self.sequential = False
+            self.pool = ThreadPoolExecutor(limit, thread_name_prefix="miniray-actor")
+        self.instance = cls(*args, **kwargs)
+        return None
+
+    # -- arguments and values -----------------------------------------------------------------------
+    def _resolve(self, spec, descs):
+        values = {}
+        for oid, desc in descs.items():
+            if desc[0] == "error":
+                raise pickle.loads(desc[1])
+            values[oid] = self.rt.value_of(oid, desc)
+        if spec.args[0] == "ref":
+            args, kwargs = values.pop(spec.args[1])
+        else:
+            args, kwargs = deserialize(spec.args)
+        args = tuple(values[a.oid] if type(a) is ArgRef else a for a in args)
+        kwargs = {k: values[v.oid] if type(v) is ArgRef else v for k, v in kwargs.items()}
+        return args, kwargs, None
+
+    def _store(self, spec, value, start) -> Result:
+        n = spec.num_returns
+        if n == 1:
+            values = [value]
+        elif n == 0:
+            values = []
+        else:
+            values = list(value) if value is not None else []
+            if len(values) != n:
+                raise ValueError(f"{spec.name} was declared with num_returns={n} but returned "
+                                 f"{len(values)} value(s). Return a tuple of exactly {n} values.")
+        out = []
+        for oid, v in zip(spec.returns, values):
+            ser = serialize(v)
+            if ser.size <= self.rt.inline_max:
+                desc = ser.inline()
+            else:
+                off = self.rt.request("alloc", ser.shm_size)
+                desc = ser.write_shm(self.rt.arena.view(off, ser.shm_size), off)
+            out.append((oid, desc, ser.contained))
+        if spec.type == "actor_creation":
+            out = []
+        return Result(out, start, time.time())
+
+    def _error(self, spec, err, start) -> Result:
+        if isinstance(err, exc.RayTaskError):   # a failed dependency, or a nested get that failed
+            task_err = err
+        else:
+            tb = [f for f in traceback.extract_tb(err.__traceback__) if not f.filename.startswith(_PKG)]
+            text = "Traceback (most recent call last):\n" + "".join(traceback.format_list(tb)) + \
+                "".join(traceback.format_exception_only(type(err), err))
+            try:
+                cloudpickle.dumps(err)
+                cause = err
+            except Exception:
+                cause = exc.RayError(f"{type(err).__name__}: {err} (the original exception could not be pickled)")
+            task_err = exc.RayTaskError(spec.name, text, cause, os.getpid())
+        retry = spec.retry_exceptions
+        retryable = retry is True or (isinstance(retry, tuple) and isinstance(err, retry))
+        return self._failed(spec, task_err, start, retryable=retryable, name=type(err).__name__)
+
+    def _failed(self, spec, err, start, cancelled=False, retryable=False, name=None) -> Result:
+        blob = cloudpickle.dumps(err)
+        values = [(oid, ("error", blob), ()) for oid in spec.returns]
+        if spec.type == "actor_creation":
+            values = [("", ("error", blob), ())]
+        return Result(values, start, time.time(), error=name or type(err).__name__,
+                      retryable=retryable, cancelled=cancelled)
+
+    # -- per-call environment ---------------------------------------------------------------------
+    def _enter_env(self, spec, gpus):
+        changes = dict(spec.options.get("env_vars") or {}) if spec.type == "task" else {}
+        if gpus and spec.type == "task":
+            changes["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, gpus))
+        saved = {k: os.environ.get(k) for k in changes}
+        os.environ.update(changes)
+        return saved
+
+    @staticmethod
+    def _exit_env(saved):
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

@@ -1,0 +1,102 @@
+"""A worker process: connect to the node, then run call items until the node goes away.
+
+    node ──exec/cancel/reply──► reader thread ──exec──► calls queue ──► main thread: Executor.run
+      ▲                            │ reply: resolves the waiting get/alloc                 │
+      └────────────── started / done / put / refs / req  ◄─────────────────────────────────┘
+
+Threads: the reader (``_read_loop``) only sorts incoming items; the main thread runs calls
+(``main``'s loop), or hands them to the actor's thread pool or event loop (executor.py); a flusher
+sends ref drops and "started" notes that would otherwise wait.  When the node's socket closes the
+worker exits at once: its parent is gone.  If the driver itself died (SIGKILL), the worker removes the
+session's shared memory and directory, so nothing is left in ``/dev/shm``.
+"""
+from __future__ import annotations
+
+import os
+import queue
+import shutil
+import signal
+import socket
+import sys
+import threading
+
+from miniray import runtime as rt_mod
+from miniray.store.arena import Arena
+from miniray.transport.framing import Connection, ConnectionClosed
+
+
+def _driver_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+def _read_loop(conn, rt, calls, executor, arena_path, session_dir, driver_pid):
+    try:
+        while True:
+            for item in conn.recv():
+                kind = item[0]
+                if kind == "exec":
+                    if executor.blocked and executor.sequential:
+                        rt.send([("requeue", [item[1].task_id])])   # don't queue behind a blocked get
+                        for oid in item[3]:
+                            if item[3][oid][0] == "shm":
+                                rt.unpin(oid)
+                    else:
+                        calls.put(item)
+                elif kind == "reply":
+                    rt.transport.resolve(item[1], item[2], item[3])
+                elif kind == "cancel":
+                    executor.cancel(item[1])
+    except (ConnectionClosed, OSError):
+        pass
+    if not _driver_alive(driver_pid):
+        try:
+            os.unlink(arena_path)
+        except FileNotFoundError:
+            pass
+        shutil.rmtree(session_dir, ignore_errors=True)
+    os._exit(0)
+
+
+def _flush_loop(rt, executor, stop):
+    while not stop.wait(0.05):
+        try:
+            executor.flush_started()
+            rt.flush()
+        except OSError:
+            return
+
+
+def main(argv=None):
+    sock_path, wid, arena_path, capacity, session_dir, node_id, driver_pid, inline_max = (argv or sys.argv[1:])[:8]
+    signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C in the terminal is the driver's business
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.connect(sock_path)
+    conn = Connection(sock)
+    arena = Arena.attach(arena_path, int(capacity))
+    from miniray.runtime import Runtime, SocketTransport
+    from miniray.worker.executor import Executor
+
+    rt = Runtime(SocketTransport(conn), wid, node_id=node_id, job_id="01", arena=arena,
+                 inline_max=int(inline_max), session_dir=session_dir)
+    rt_mod._current = rt
+    conn.send([("hello", wid, os.getpid())])
+    calls: queue.SimpleQueue = queue.SimpleQueue()
+    executor = Executor(rt, wid, node_id, calls)
+    threading.Thread(target=_read_loop, daemon=True, name="miniray-reader",
+                     args=(conn, rt, calls, executor, arena_path, session_dir, int(driver_pid))).start()
+    threading.Thread(target=_flush_loop, daemon=True, name="miniray-flusher",
+                     args=(rt, executor, threading.Event())).start()
+    # Main loop
+    while True:
+        item = calls.get()
+        executor.run(*item[1:])
+
+
+if __name__ == "__main__":
+    main()

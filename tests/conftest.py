@@ -1,0 +1,89 @@
+"""Fixtures shared by the whole suite.
+
+The autouse ``no_leftovers`` fixture is the suite's promise that nothing is left behind: after each
+test module, no process started by this pytest process survives and ``/dev/shm`` holds no segment of
+ours that was not there before.  Runtimes started inside a module must be shut down by its end.
+"""
+from __future__ import annotations
+
+import faulthandler
+import os
+import time
+
+import psutil
+import pytest
+
+SHM_PREFIX = "miniray"
+faulthandler.enable()
+
+
+def _our_shm() -> set[str]:
+    try:
+        return {n for n in os.listdir("/dev/shm") if n.startswith(SHM_PREFIX)}
+    except FileNotFoundError:
+        return set()
+
+
+def _children() -> list[psutil.Process]:
+    try:
+        return [p for p in psutil.Process().children(recursive=True) if p.is_running()
+                and p.status() != psutil.STATUS_ZOMBIE]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05):
+    """Poll ``predicate`` until it returns a truthy value; fail the test with its last value."""
+    deadline = time.monotonic() + timeout
+    value = predicate()
+    while not value and time.monotonic() < deadline:
+        time.sleep(interval)
+        value = predicate()
+    return value
+
+
+@pytest.fixture(autouse=True, scope="module")
+def no_leftovers():
+    shm_before = _our_shm()
+    yield
+    import miniray
+
+    if miniray.is_initialized():
+        miniray.shutdown()
+        pytest.fail("a test module left miniray initialized; it must call miniray.shutdown()")
+    left = wait_until(lambda: not _children(), timeout=10)
+    procs = _children()
+    for p in procs:
+        p.kill()
+    assert left, f"processes left behind: {[(p.pid, p.cmdline()[:4]) for p in procs]}"
+    leaked = wait_until(lambda: not (_our_shm() - shm_before), timeout=10)
+    assert leaked, f"/dev/shm segments left behind: {sorted(_our_shm() - shm_before)}"
+
+
+@pytest.fixture
+def ray_start():
+    """A fresh two-CPU runtime for one test, shut down afterwards whatever the test did."""
+    import miniray
+
+    miniray.init(num_cpus=2)
+    try:
+        yield miniray
+    finally:
+        miniray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def shared_runtime():
+    """One two-CPU runtime for a whole module of tests that do not break it."""
+    import miniray
+
+    miniray.init(num_cpus=2)
+    try:
+        yield miniray
+    finally:
+        miniray.shutdown()
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slurm: needs a real Slurm (started by .ci/run or the fixture)")
+    config.addinivalue_line("markers", "notebook: runs real Jupyter kernels")
