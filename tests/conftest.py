@@ -18,10 +18,19 @@ faulthandler.enable()
 
 
 def _our_shm() -> set[str]:
+    """Our segments: those of this process's runtimes, and any whose owning driver is dead (a driver
+    in a subprocess that was killed).  Live runtimes of other processes on the machine are not ours."""
     try:
-        return {n for n in os.listdir("/dev/shm") if n.startswith(SHM_PREFIX)}
+        names = [n for n in os.listdir("/dev/shm") if n.startswith(SHM_PREFIX)]
     except FileNotFoundError:
         return set()
+    mine = set()
+    for n in names:
+        parts = n.split("_")
+        pid = int(parts[1]) if len(parts) > 2 and parts[1].isdigit() else None
+        if pid is None or pid == os.getpid() or not psutil.pid_exists(pid):
+            mine.add(n)
+    return mine
 
 
 def _children() -> list[psutil.Process]:
@@ -87,3 +96,6 @@ def shared_runtime():
 def pytest_configure(config):
     config.addinivalue_line("markers", "slurm: needs a real Slurm (started by .ci/run or the fixture)")
     config.addinivalue_line("markers", "notebook: runs real Jupyter kernels")
+
+
+from slurm_fixtures import fake_miniray, slurm_cluster  # noqa: E402,F401  (real Slurm for the launcher tests)

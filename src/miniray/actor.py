@@ -16,6 +16,7 @@ import cloudpickle
 from miniray.refs import ObjectRef
 from miniray.remote_function import ACTOR_OPTIONS, check_options, pack_args, resource_request
 from miniray.runtime import call_site, current_runtime
+from miniray.store.serialization import dumps
 from miniray.transport.messages import TaskSpec
 
 
@@ -72,7 +73,7 @@ class ActorClass:
     def _remote(self, args, kwargs, opts):
         rt = current_runtime()
         if self._blob is None:
-            self._blob = cloudpickle.dumps(self._cls)
+            self._blob = dumps(self._cls)
         rt.ensure_function(self._class_id, lambda: self._blob)
         name = self._cls.__name__
         init = self._methods.get("__init__", {}).get("sig")

@@ -23,8 +23,9 @@ class RayTaskError(RayError):
     """
 
     def __init__(self, function_name: str = "", traceback_str: str = "", cause: BaseException | None = None,
-                 pid: int | None = None, ip: str = "127.0.0.1"):
+                 pid: int | None = None, ip: str = "127.0.0.1", frames=None, exc_only: str = ""):
         super().__init__(function_name, traceback_str)
+        self.frames, self.exc_only = frames, exc_only
         self.function_name = function_name
         self.traceback_str = traceback_str
         self.cause = cause
@@ -50,15 +51,31 @@ class RayTaskError(RayError):
             pass
         err.args = cause.args
         err.function_name, err.traceback_str, err.cause = self.function_name, self.traceback_str, cause
-        err.pid, err.ip = self.pid, self.ip
+        err.pid, err.ip, err.frames, err.exc_only = self.pid, self.ip, self.frames, self.exc_only
         return err
 
     def __reduce__(self):
-        return (_rebuild_task_error, (self.function_name, self.traceback_str, self.cause, self.pid, self.ip))
+        return (_rebuild_task_error, (self.function_name, self.traceback_str, self.cause, self.pid, self.ip,
+                                      getattr(self, "frames", None), getattr(self, "exc_only", "")))
 
 
-def _rebuild_task_error(function_name, traceback_str, cause, pid, ip):
-    return RayTaskError(function_name, traceback_str, cause, pid, ip).as_instanceof_cause()
+def format_remote_traceback(frames, exc_only: str) -> str:
+    """A traceback from (file, line, function, source) frames; missing source lines are looked up
+    here, so a driver in a notebook shows the lines of its own cells."""
+    import linecache
+    out = ["Traceback (most recent call last):\n"]
+    for filename, lineno, name, line in frames:
+        line = line or linecache.getline(filename, lineno).strip()
+        out.append(f'  File "{filename}", line {lineno}, in {name}\n')
+        if line:
+            out.append(f"    {line}\n")
+    return "".join(out) + exc_only
+
+
+def _rebuild_task_error(function_name, traceback_str, cause, pid, ip, frames=None, exc_only=""):
+    if frames:
+        traceback_str = format_remote_traceback(frames, exc_only)
+    return RayTaskError(function_name, traceback_str, cause, pid, ip, frames, exc_only).as_instanceof_cause()
 
 
 _DUAL: dict[type, type] = {}
@@ -70,6 +87,7 @@ def _dual_class(user_cls: type) -> type | None:
     try:
         cls = type(f"RayTaskError({user_cls.__name__})", (RayTaskError, user_cls), {
             "__str__": RayTaskError.__str__, "__init__": RayTaskError.__init__,
+            "__repr__": lambda self: f"{type(self).__name__}({self.cause!r})",
             "__reduce__": RayTaskError.__reduce__, "__module__": __name__,
         })
     except TypeError:  # a final or layout-incompatible exception class

@@ -16,7 +16,7 @@ import cloudpickle
 
 from miniray.refs import ObjectRef
 from miniray.runtime import call_site, current_runtime
-from miniray.store.serialization import serialize
+from miniray.store.serialization import dumps, serialize
 from miniray.transport.messages import TaskSpec
 from miniray.worker.executor import ArgRef
 
@@ -145,7 +145,7 @@ class RemoteFunction:
     def _remote(self, args, kwargs, opts):
         rt = current_runtime()
         if self._blob is None:
-            self._blob = cloudpickle.dumps(self._function)
+            self._blob = dumps(self._function)
         rt.ensure_function(self._fn_id, lambda: self._blob)
         name = opts.get("name") or self._function.__name__
         desc, deps, nested, keep = pack_args(rt, self._sig, name, args, kwargs)

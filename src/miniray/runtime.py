@@ -184,6 +184,12 @@ class Runtime:
                             "or put the value it stands for.")
         from miniray.store.serialization import serialize
         oid = self.new_task_id() + "00"
+        if type(value).__module__ == "numpy":
+            from miniray.util.arrays import is_built, seal_if_built
+            if is_built(value):
+                ref = ObjectRef(oid)
+                seal_if_built(self, value, oid, site)
+                return ref
         ser = serialize(value)
         ref = ObjectRef(oid)
         self.put_serialized(oid, ser, site)

@@ -32,12 +32,25 @@ from collections import deque
 from miniray import exceptions as exc
 from miniray.scheduler import state as S
 from miniray.scheduler.actors import ActorTable
+from miniray.store.objects import block_of
 from miniray.transport.framing import Connection, ConnectionClosed, FrameReader
 from miniray.transport.messages import Result
 
 
 def error_desc(err: BaseException) -> tuple:
     return ("error", pickle.dumps(err))
+
+
+class Waiter:
+    """A ``get`` or ``wait`` request not yet answered: ``missing`` shrinks as objects arrive."""
+    __slots__ = ("client", "rid", "kind", "oids", "k", "deadline", "missing", "answered")
+
+    def __init__(self, client, rid, kind, oids, k, deadline):
+        self.client, self.rid, self.kind, self.oids, self.k = client, rid, kind, oids, k
+        self.deadline, self.missing, self.answered = deadline, set(), False
+
+    def satisfied(self) -> bool:
+        return len(set(self.oids)) - len(self.missing) >= self.k if self.kind == "wait" else not self.missing
 
 
 class WorkerConn:
@@ -73,7 +86,7 @@ class Node:
         self.conns: dict[str, WorkerConn] = {}
         self.clients: dict[str, object] = {}
         self.inbox: deque = deque()
-        self.waiters: dict[str, list] = {}        # oid -> [waiter]; waiter = [client, rid, kind, oids, k, deadline]
+        self.waiters: dict[str, list] = {}        # oid -> [Waiter] of gets and waits not yet answered
         self.timed: list = []
         self.allocs: dict[str, set] = {}           # holder -> arena offsets handed out, not yet sealed
         self.cancelled: set = set()
@@ -81,6 +94,7 @@ class Node:
         self.submitted_at: dict[str, float] = {}
         self._seq = 0
         self._stopping = False
+        self.wake_pending = False
         self.store.on_ready = self._object_ready
         self.sock_path = os.path.join(session_dir, "node.sock")
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -100,6 +114,9 @@ class Node:
         self.thread.start()
 
     def wake(self):
+        if self.wake_pending:
+            return
+        self.wake_pending = True
         try:
             self._wake_w.send(b"\0")
         except (BlockingIOError, OSError):
@@ -133,6 +150,7 @@ class Node:
             pass
 
     def _drain_inbox(self):
+        self.wake_pending = False
         while self.inbox:
             client, items = self.inbox.popleft()
             for item in items:
@@ -185,8 +203,13 @@ class Node:
         elif kind == "put":
             _, oid, desc, contained, call_site = item
             if desc[0] == "shm":
-                self.allocs.get(client.holder, set()).discard(desc[1])
+                self.allocs.get(client.holder, set()).discard(block_of(desc))
             self.store.seal(oid, desc, contained, call_site=call_site, pid=getattr(client, "pid", 0) or 0)
+        elif kind == "pin":
+            self.store.pin(item[1], client.holder, +1)
+        elif kind == "free_block":
+            self.allocs.get(client.holder, set()).discard(item[1])
+            self.store.arena.free(item[1])
         elif kind == "requeue":
             S.hand_back(self.state, client.holder, item[1])
         elif kind == "req":
@@ -223,7 +246,7 @@ class Node:
         S.object_ready(self.state, oid)
         self.actors.object_ready(oid)
         for w in self.waiters.pop(oid, ()):
-            self._check_waiter(w)
+            self._object_arrived(w, oid)
 
     # Scheduling --------------------------------------------------------------------------------
     def _schedule(self):
@@ -306,7 +329,7 @@ class Node:
     def _free_values(self, result):
         for _, desc, _ in result.values:
             if desc[0] == "shm":
-                self.store.arena.free(desc[1])
+                self.store.arena.free(block_of(desc))
 
     def _finish(self, spec, result: Result, worker="", seal=True):
         """A call is over for good: seal its values, release its arguments, log it."""
@@ -384,37 +407,35 @@ class Node:
         self._wait_for(client, rid, "wait", list(oids), k, timeout)
 
     def _wait_for(self, client, rid, kind, oids, k, timeout):
-        w = [client, rid, kind, oids, k, None if timeout is None else time.monotonic() + timeout]
-        if self._check_waiter(w):
+        w = Waiter(client, rid, kind, oids, k, None if timeout is None else time.monotonic() + timeout)
+        w.missing = {o for o in set(oids) if not self.store.ready(o)}
+        if w.satisfied():
+            self._answer(w)
             return
-        for o in set(oids):
-            if not self.store.ready(o):
-                self.waiters.setdefault(o, []).append(w)
-        if w[5] is not None:
+        for o in w.missing:
+            self.waiters.setdefault(o, []).append(w)
+        if w.deadline is not None:
             self.timed.append(w)
         if kind == "get" and client.holder in self.state.workers:
             S.worker_blocked(self.state, client.holder)
 
-    def _check_waiter(self, w) -> bool:
-        client, rid, kind, oids, k, _ = w
-        if w[4] is None:
-            return True  # already answered
-        ready = [o for o in oids if self.store.ready(o)]
-        if len(set(ready)) < k:
-            return False
-        self._answer(w, ready)
-        return True
+    def _object_arrived(self, w, oid):
+        if w.answered:
+            return
+        w.missing.discard(oid)
+        if w.satisfied():
+            self._answer(w)
 
-    def _answer(self, w, ready, timed_out=False):
-        client, rid, kind, oids = w[0], w[1], w[2], w[3]
-        w[4] = None
-        if kind == "get":
-            value = None if timed_out else {o: self.store.read_for(o, client.holder) for o in set(oids)}
+    def _answer(self, w, timed_out=False):
+        w.answered = True
+        client = w.client
+        if w.kind == "get":
+            value = None if timed_out else {o: self.store.read_for(o, client.holder) for o in set(w.oids)}
             if client.holder in self.state.workers:
                 S.worker_unblocked(self.state, client.holder)
         else:
-            value = ready
-        client.deliver([("reply", rid, True, value)])
+            value = [o for o in w.oids if o not in w.missing]
+        client.deliver([("reply", w.rid, True, value)])
 
     def _expire_waiters(self):
         if not self.timed:
@@ -422,10 +443,10 @@ class Node:
         now = time.monotonic()
         keep = []
         for w in self.timed:
-            if w[4] is None:
+            if w.answered:
                 continue
-            if w[5] <= now:
-                self._answer(w, [o for o in w[3] if self.store.ready(o)], timed_out=True)
+            if w.deadline <= now:
+                self._answer(w, timed_out=True)
             else:
                 keep.append(w)
         self.timed = keep
@@ -433,14 +454,14 @@ class Node:
     def _next_deadline(self):
         if self.inbox:
             return 0
-        live = [w[5] for w in self.timed if w[4] is not None]
+        live = [w.deadline for w in self.timed if not w.answered]
         return None if not live else max(0.0, min(live) - time.monotonic())
 
     def _drop_waiters_of(self, client):
         for ws in self.waiters.values():
             for w in ws:
-                if w[0] is client:
-                    w[4] = None
+                if w.client is client:
+                    w.answered = True
 
     def _req_alloc(self, client, rid, size):
         off = self.store.alloc(size)

@@ -137,8 +137,7 @@ def assign(state: State) -> list:
         state.workers[wid].queue.append(tid)
         state.placed[tid] = wid
         out.append((tid, wid))
-    skipped.extend(state.ready)
-    state.ready = skipped
+    state.ready.extendleft(reversed(skipped))
     return out
 
 

@@ -93,7 +93,7 @@ class ObjectStore:
             e = self.entry(oid)
             if e.state != PENDING:  # a retried task's duplicate result: keep the first
                 if desc[0] == "shm":
-                    self.arena.free(desc[1])
+                    self.arena.free(block_of(desc))
                 return
             e.desc, e.size = desc, (len(desc[1]) if desc[0] == "error" else desc_size(desc))
             e.contains = tuple(contained)
@@ -139,10 +139,10 @@ class ObjectStore:
         e = min(victims, key=lambda v: v.last_access)
         os.makedirs(self.spill_dir, exist_ok=True)
         path = os.path.join(self.spill_dir, e.oid)
-        _, off, meta_len, lens = e.desc
+        off = e.desc[1]
         with open(path, "wb") as f:
             f.write(self.arena.view(off, _shm_extent(e.desc)))
-        self.arena.free(off)
+        self.arena.free(block_of(e.desc))
         e.spill_path = path
         e.move(SPILLED)
         self.spilled_bytes += e.size
@@ -158,7 +158,7 @@ class ObjectStore:
             with open(e.spill_path, "rb") as f:
                 f.readinto(self.arena.view(off, extent))
             os.unlink(e.spill_path)
-            e.desc = ("shm", off) + e.desc[2:]
+            e.desc = ("shm", off) + e.desc[2:4]
             e.spill_path = ""
             self.spilled_bytes -= e.size
             e.move(READY)
@@ -214,7 +214,7 @@ class ObjectStore:
         if e.state in (PENDING, FREED) or e.refs or e.pins or e.uses > 0 or e.captured > 0:
             return
         if e.state == READY and e.desc[0] == "shm":
-            self.arena.free(e.desc[1])
+            self.arena.free(block_of(e.desc))
         elif e.state == SPILLED:
             self.spilled_bytes -= e.size
             try:
@@ -280,9 +280,14 @@ class ObjectStore:
                     "num_inline": sum(e.location == "inline" for e in live)}
 
 
+def block_of(desc: tuple) -> int:
+    """The arena block an shm object lives in (its offset, unless it was built in place)."""
+    return desc[4] if len(desc) > 4 else desc[1]
+
+
 def _shm_extent(desc: tuple) -> int:
     from miniray.store.arena import _round
-    _, _, meta_len, lens = desc
+    meta_len, lens = desc[2], desc[3]
     return _round(meta_len) + sum(_round(n) for n in lens)
 
 

@@ -19,7 +19,9 @@ as the containing object lives.
 from __future__ import annotations
 
 import ctypes
+import io
 import pickle
+import types
 import weakref
 from dataclasses import dataclass, field
 
@@ -65,6 +67,24 @@ class Serialized:
         return ("shm", offset, len(self.meta), tuple(lens))
 
 
+class _Pickler(cloudpickle.Pickler):
+    """cloudpickle, but code objects keep their file name, so remote tracebacks name the user's file
+    (cloudpickle 3 replaces it with "<dynamic-code>")."""
+
+    def reducer_override(self, obj):
+        if type(obj) is types.CodeType:
+            ctor, args = cloudpickle.cloudpickle._code_reduce(obj)
+            return ctor, tuple(obj.co_filename if a == "<dynamic-code>" else a for a in args)
+        return super().reducer_override(obj)
+
+
+def dumps(obj, protocol=5, buffer_callback=None) -> bytes:
+    """Pickle by value where needed (functions, classes and lambdas from ``__main__`` or a notebook)."""
+    f = io.BytesIO()
+    _Pickler(f, protocol=protocol, buffer_callback=buffer_callback).dump(obj)
+    return f.getvalue()
+
+
 def serialize(value) -> Serialized:
     buffers: list = []
     with capture_refs() as contained:
@@ -75,21 +95,21 @@ def serialize(value) -> Serialized:
         except (pickle.PicklingError, AttributeError, TypeError):
             buffers.clear()
             contained.clear()
-            meta = cloudpickle.dumps(value, protocol=5, buffer_callback=lambda b: buffers.append(b.raw()))
+            meta = dumps(value, protocol=5, buffer_callback=lambda b: buffers.append(b.raw()))
     return Serialized(meta, [memoryview(b).cast("B") for b in buffers], list(contained))
 
 
 def desc_size(desc: tuple) -> int:
     if desc[0] == "inline":
         return len(desc[1]) + sum(len(b) for b in desc[2])
-    return desc[2] + sum(desc[3])
+    return desc[2] + sum(desc[3])   # ("shm", offset, meta_len, buffer lengths[, block offset])
 
 
 def deserialize(desc: tuple, arena=None, on_release=None):
     """The value a descriptor stands for; for "shm", zero-copy read-only views on ``arena``."""
     if desc[0] == "inline":
         return pickle.loads(desc[1], buffers=desc[2])
-    _, offset, meta_len, lens = desc
+    offset, meta_len, lens = desc[1], desc[2], desc[3]
     total = _round(meta_len) + sum(_round(n) for n in lens)
     keeper = (ctypes.c_char * max(total, 1)).from_buffer(arena.mmap, offset)
     whole = memoryview(keeper).cast("B")

@@ -26,7 +26,8 @@ from concurrent.futures import ThreadPoolExecutor
 import cloudpickle
 
 from miniray import exceptions as exc
-from miniray.store.serialization import deserialize, serialize
+from miniray.exceptions import format_remote_traceback
+from miniray.store.serialization import deserialize, dumps, serialize
 from miniray.transport.messages import Result
 
 _PKG = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -41,6 +42,24 @@ class ArgRef:
 
     def __reduce__(self):
         return (ArgRef, (self.oid,))
+
+
+def _did_you_mean(err) -> str:
+    """Python 3.12's hint for a misspelt name, which 3.11 prints only for uncaught errors."""
+    name = getattr(err, "name", None)
+    if not isinstance(err, NameError) or not name or "Did you mean" in str(err):
+        return ""
+    tb = err.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb is None:
+        return ""
+    frame = tb.tb_frame
+    import builtins
+    import difflib
+    names = list(frame.f_locals) + list(frame.f_globals) + dir(builtins)
+    close = difflib.get_close_matches(name, names, n=1, cutoff=0.75)
+    return f". Did you mean: '{close[0]}'?" if close else ""
 
 
 class CallContext:
@@ -249,20 +268,22 @@ class Executor:
             task_err = err
         else:
             tb = [f for f in traceback.extract_tb(err.__traceback__) if not f.filename.startswith(_PKG)]
-            text = "Traceback (most recent call last):\n" + "".join(traceback.format_list(tb)) + \
-                "".join(traceback.format_exception_only(type(err), err))
+            frames = [(f.filename, f.lineno, f.name, f.line) for f in tb]
+            exc_only = "".join(traceback.TracebackException.from_exception(err).format_exception_only())
+            exc_only = exc_only.rstrip("\n") + _did_you_mean(err) + "\n"
+            text = format_remote_traceback(frames, exc_only)
             try:
                 cloudpickle.dumps(err)
                 cause = err
             except Exception:
                 cause = exc.RayError(f"{type(err).__name__}: {err} (the original exception could not be pickled)")
-            task_err = exc.RayTaskError(spec.name, text, cause, os.getpid())
+            task_err = exc.RayTaskError(spec.name, text, cause, os.getpid(), frames=frames, exc_only=exc_only)
         retry = spec.retry_exceptions
         retryable = retry is True or (isinstance(retry, tuple) and isinstance(err, retry))
         return self._failed(spec, task_err, start, retryable=retryable, name=type(err).__name__)
 
     def _failed(self, spec, err, start, cancelled=False, retryable=False, name=None) -> Result:
-        blob = cloudpickle.dumps(err)
+        blob = dumps(err)
         values = [(oid, ("error", blob), ()) for oid in spec.returns]
         if spec.type == "actor_creation":
             values = [("", ("error", blob), ())]
