@@ -187,7 +187,7 @@ def get(object_refs, *, timeout=None, progress=False):
     rt = current_runtime()
     if progress and not single:
         from miniray.util.progress import track
-        track(refs, wait)
+        track(refs, wait, timeout=timeout)
     values = rt.get([r._id for r in refs], timeout)
     return values[0] if single else values
 

@@ -1,0 +1,125 @@
+"""The scheduler's pure transitions, driven by hand: no threads, no processes (STYLE 3)."""
+from miniray.scheduler import state as S
+from miniray.transport.messages import TaskSpec
+
+
+def spec(tid, fn="f", deps=(), cpus=1.0, type="task", **kw):
+    return TaskSpec(tid, fn, type, fn, ("inline", b"", []), tuple(deps), (), (tid + "00",), 1,
+                    {"CPU": cpus} if cpus else {}, **kw)
+
+
+def two_idle_workers():
+    st = S.new_state({"CPU": 2.0})
+    for w in ("w1", "w2"):
+        st.workers[w] = S.Slot(state="idle")
+    return st
+
+
+def test_ready_task_goes_to_an_idle_worker_and_holds_a_cpu():
+    st = two_idle_workers()
+    S.submit(st, spec("t1"), set())
+    placed = S.assign(st)
+    assert len(placed) == 1 and placed[0][0] == "t1"
+    wid = placed[0][1]
+    assert st.available == {"CPU": 1.0}
+    assert st.workers[wid].state == "busy" and st.workers[wid].queue == ["t1"]
+    assert S.task_done(st, "t1", 0.5) == wid
+    assert st.available == {"CPU": 2.0} and st.workers[wid].state == "idle"
+    assert st.durations == {"f": 0.5}
+
+
+def test_a_task_waits_for_its_dependencies():
+    st = two_idle_workers()
+    S.submit(st, spec("t2", deps=["a", "b"]), {"a", "b"})
+    assert S.assign(st) == [] and st.waiting == {"t2": {"a", "b"}}
+    assert S.object_ready(st, "a") == []
+    assert S.object_ready(st, "b") == ["t2"]
+    assert st.waiting == {} and list(st.ready) == ["t2"]
+
+
+def test_no_worker_and_no_resources_leaves_the_queue_in_order():
+    st = two_idle_workers()
+    for t in ("t1", "t2", "t3", "t4"):
+        S.submit(st, spec(t, fn="slow"), set())
+    assert [t for t, _ in S.assign(st)] == ["t1", "t2"]
+    assert list(st.ready) == ["t3", "t4"] and st.available == {"CPU": 0.0}
+
+
+def test_fast_functions_are_prefetched_onto_busy_workers():
+    st = two_idle_workers()
+    st.durations["tiny"] = 0.0001
+    for i in range(6):
+        S.submit(st, spec(f"t{i}", fn="tiny"), set())
+    placed = S.assign(st)
+    assert len(placed) == 6 and not st.ready
+    assert sorted(len(s.queue) for s in st.workers.values()) == [3, 3]
+    assert st.available == {"CPU": 0.0}          # one CPU per worker slot, not per queued call
+
+
+def test_a_task_too_big_for_the_node_is_not_placed():
+    st = two_idle_workers()
+    S.submit(st, spec("big", cpus=4.0), set())
+    assert S.assign(st) == [] and list(st.ready) == ["big"]
+    assert not S.feasible(st.total, {"CPU": 4.0})
+
+
+def test_blocked_worker_releases_its_cpu_and_gets_it_back():
+    st = two_idle_workers()
+    S.submit(st, spec("t1"), set())
+    [(_, wid)] = S.assign(st)
+    S.worker_blocked(st, wid)
+    assert st.available == {"CPU": 2.0} and st.workers[wid].state == "blocked"
+    S.worker_unblocked(st, wid)
+    assert st.available == {"CPU": 1.0} and st.workers[wid].state == "busy"
+
+
+def test_hand_back_requeues_calls_at_the_front_in_order():
+    st = two_idle_workers()
+    st.durations["tiny"] = 0.0001
+    for i in range(4):
+        S.submit(st, spec(f"t{i}", fn="tiny"), set())
+    S.assign(st)
+    wid, slot = next((w, s) for w, s in st.workers.items() if len(s.queue) > 1)
+    back = slot.queue[1:]
+    S.hand_back(st, wid, back)
+    assert list(st.ready) == back and slot.queue == slot.queue[:1]
+    assert all(t not in st.placed for t in back)
+
+
+def test_dead_worker_returns_its_calls_and_resources():
+    st = two_idle_workers()
+    S.submit(st, spec("t1"), set())
+    [(_, wid)] = S.assign(st)
+    assert S.worker_gone(st, wid) == ["t1"]
+    assert wid not in st.workers and st.available == {"CPU": 2.0} and st.placed == {}
+
+
+def test_actor_holds_only_its_explicit_resources_for_life():
+    st = two_idle_workers()
+    creation = spec("c1", fn="Counter", cpus=0.0, type="actor_creation", options={"explicit": ()})
+    S.submit(st, creation, set())
+    [(_, wid)] = S.assign(st)
+    assert st.available == {"CPU": 1.0}           # placement needs one CPU free ...
+    S.task_done(st, "c1")
+    S.bind_actor(st, wid, "a1", {})
+    assert st.available == {"CPU": 2.0}           # ... but a default actor holds none while alive
+    assert st.workers[wid].state == "actor" and st.workers[wid].actor_id == "a1"
+
+
+def test_gpu_ids_are_handed_out_and_returned():
+    st = S.new_state({"CPU": 2.0, "GPU": 2.0})
+    st.workers["w1"] = S.Slot(state="idle")
+    st.workers["w2"] = S.Slot(state="idle")
+    S.submit(st, TaskSpec("g", "g", "task", "g", ("inline", b"", []), (), (), ("g00",), 1,
+                          {"CPU": 1.0, "GPU": 1.0}), set())
+    [(_, wid)] = S.assign(st)
+    assert st.workers[wid].gpus == [0] and st.gpus_free == [1]
+    S.task_done(st, "g")
+    assert sorted(st.gpus_free) == [0, 1] and st.available["GPU"] == 2.0
+
+
+def test_forget_removes_a_waiting_task_everywhere():
+    st = two_idle_workers()
+    S.submit(st, spec("t1", deps=["x"]), {"x"})
+    S.forget(st, "t1")
+    assert st.waiting == {} and st.specs == {} and st.dependents == {"x": set()}
