@@ -14,7 +14,8 @@ import uuid
 import cloudpickle
 
 from miniray.refs import ObjectRef
-from miniray.remote_function import ACTOR_OPTIONS, check_options, pack_args, resource_request
+from miniray.remote_function import (ACTOR_OPTIONS, check_options, pack_args, resource_request, return_ids,
+                                     wrap_returns)
 from miniray.runtime import call_site, current_runtime
 from miniray.store.serialization import dumps
 from miniray.transport.messages import TaskSpec
@@ -40,7 +41,8 @@ def _method_table(cls) -> dict:
                 sig = sig.replace(parameters=params[1:])
         except (TypeError, ValueError):
             sig = None
-        table[name] = {"num_returns": getattr(fn, "__miniray_num_returns__", 1), "sig": sig}
+        default = "streaming" if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn) else 1
+        table[name] = {"num_returns": getattr(fn, "__miniray_num_returns__", default), "sig": sig}
     return table
 
 
@@ -167,12 +169,10 @@ class ActorMethod:
         desc, deps, nested, keep = pack_args(rt, st.get("sigs", {}).get(self._name), qual, args, kwargs)
         n = self._num_returns
         tid = rt.new_task_id()
-        returns = tuple(f"{tid}{i:02x}" for i in range(max(n, 1) if n else 0))
+        returns = return_ids(tid, n)
         spec = TaskSpec(tid, qual, "actor_method", self._name, desc, deps, nested, returns, n, {}, 0,
                         False, self._handle._actor_id, {}, call_site(), rt.holder)
         refs = [ObjectRef(oid) for oid in returns]
         rt.submit(spec)
         del keep
-        if n == 1:
-            return refs[0]
-        return refs if n else None
+        return wrap_returns(tid, n, refs)

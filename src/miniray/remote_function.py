@@ -112,6 +112,22 @@ def _unpicklable(args, kwargs) -> str:
     return "?"
 
 
+def return_ids(tid: str, n) -> tuple:
+    if n in ("streaming", "dynamic"):
+        return (f"{tid}00",)
+    return tuple(f"{tid}{i:02x}" for i in range(n))
+
+
+def wrap_returns(tid: str, n, refs):
+    """What ``.remote()`` returns: one ref, a list of refs, None, or a streaming generator."""
+    if n == "streaming":
+        from miniray.generators import StreamingObjectRefGenerator
+        return StreamingObjectRefGenerator(tid, refs[0])
+    if n == 1 or n == "dynamic":
+        return refs[0]
+    return refs if n else None
+
+
 class RemoteFunction:
     def __init__(self, fn, options: dict | None = None):
         if not callable(fn):
@@ -149,14 +165,11 @@ class RemoteFunction:
         rt.ensure_function(self._fn_id, lambda: self._blob)
         name = opts.get("name") or self._function.__name__
         desc, deps, nested, keep = pack_args(rt, self._sig, name, args, kwargs)
-        n = opts.get("num_returns", 1)
-        if n in ("dynamic", "streaming"):
-            raise NotImplementedError("generator tasks (num_returns='streaming'/'dynamic') are not "
-                                      "supported yet; return a list instead.")
-        if not isinstance(n, int) or n < 0:
+        n = opts.get("num_returns", "streaming" if inspect.isgeneratorfunction(self._function) else 1)
+        if n not in ("dynamic", "streaming") and (not isinstance(n, int) or n < 0):
             raise ValueError(f"num_returns must be an int >= 0, got {n!r}.")
         tid = rt.new_task_id()
-        returns = tuple(f"{tid}{i:02x}" for i in range(max(n, 1) if n else 0))
+        returns = return_ids(tid, n)
         retry = opts.get("retry_exceptions", False)
         if isinstance(retry, list):
             retry = tuple(retry)
@@ -167,9 +180,7 @@ class RemoteFunction:
         refs = [ObjectRef(oid) for oid in returns]
         rt.submit(spec)
         del keep
-        if n == 1:
-            return refs[0]
-        return refs if n else None
+        return wrap_returns(tid, n, refs)
 
     def __repr__(self):
         return f"<miniray remote function {self._function.__module__}.{self._function.__qualname__}>"

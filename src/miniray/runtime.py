@@ -103,28 +103,32 @@ class Runtime:
 
     # -- sending, with pending ref changes first -------------------------------------------------
     def send(self, items: list) -> None:
+        """Send items; new refs (+1) go before them, dropped refs and unpins after them.
+
+        Moving a drop later only delays a free, and it must: the items may hold the very refs that
+        were dropped (a result that captured them), and the node must see the capture first."""
         with self._lock:
-            pending = self._take_pending()
-            self.transport.send(pending + items if pending else items)
+            before, after = self._take_pending()
+            self.transport.send(before + items + after)
 
     def flush(self) -> None:
         with self._lock:
-            pending = self._take_pending()
-            if pending:
-                self.transport.send(pending)
+            before, after = self._take_pending()
+            if before or after:
+                self.transport.send(before + after)
 
-    def _take_pending(self) -> list:
+    def _take_pending(self):
         if not self._pending:
-            return []
-        refs, unpins, out = [], [], []
+            return [], []
+        added, dropped, unpins = [], [], []
         for kind, oid, delta in self._pending:
-            (refs if kind == "refs" else unpins).append((oid, delta) if kind == "refs" else oid)
+            if kind == "unpin":
+                unpins.append(oid)
+            else:
+                (added if delta > 0 else dropped).append((oid, delta))
         self._pending = []
-        if refs:
-            out.append(("refs", refs))
-        if unpins:
-            out.append(("unpin", unpins))
-        return out
+        after = ([("refs", dropped)] if dropped else []) + ([("unpin", unpins)] if unpins else [])
+        return ([("refs", added)] if added else []), after
 
     def request(self, kind: str, *args, timeout=None):
         rid = next(self._rids)

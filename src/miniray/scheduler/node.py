@@ -92,6 +92,7 @@ class Node:
         self.cancelled: set = set()
         self.warned: set = set()
         self.submitted_at: dict[str, float] = {}
+        self._partial: dict = {}                   # (pid, stream) -> bytes of an unfinished line
         self._seq = 0
         self._stopping = False
         self.wake_pending = False
@@ -290,10 +291,44 @@ class Node:
         cmd = [sys.executable, "-m", "miniray.worker.main", self.sock_path, wid, self.store.arena.path,
                str(self.store.arena.capacity), self.session_dir, self.node_id, str(os.getpid()),
                str(self.inline_max)]
-        self.procs[wid] = subprocess.Popen(cmd, env=env, cwd=os.getcwd(), start_new_session=True,
-                                           stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(cmd, env=env, cwd=os.getcwd(), start_new_session=True,
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.procs[wid] = proc
+        for pipe, sink in ((proc.stdout, "stdout"), (proc.stderr, "stderr")):
+            os.set_blocking(pipe.fileno(), False)
+            self.selector.register(pipe, selectors.EVENT_READ,
+                                   lambda f, w=wid, p=proc.pid, k=sink: self._forward(f, w, p, k))
         self.state.workers[wid] = S.Slot()
         return wid
+
+    def _forward(self, pipe, wid, pid, sink):
+        """Print what a worker printed, in the driver (so it shows in a notebook), as Ray does:
+        each line prefixed with the task or actor that printed it."""
+        try:
+            data = os.read(pipe.fileno(), 65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self.selector.unregister(pipe)
+            pipe.close()
+            return
+        buf = self._partial.get((pid, sink), b"") + data
+        *lines, rest = buf.split(b"\n")
+        self._partial[(pid, sink)] = rest
+        if not lines:
+            return
+        slot = self.state.workers.get(wid)
+        spec = self.state.specs.get(slot.queue[0]) if slot and slot.queue else None
+        who = spec.name if spec else (self.actors.actors[slot.actor_id].class_name
+                                      if slot and slot.actor_id in self.actors.actors else "worker")
+        out = sys.stdout if sink == "stdout" else sys.stderr
+        try:
+            out.write("".join(f"({who} pid={pid}) {line.decode(errors='replace')}\n" for line in lines))
+            out.flush()
+        except (OSError, ValueError):
+            pass
 
     # Worker reports ----------------------------------------------------------------------------
     def _started(self, wc, tid, ts):
@@ -531,6 +566,11 @@ class Node:
             except subprocess.TimeoutExpired:
                 proc.send_signal(signal.SIGKILL)
                 proc.wait()
+            for pipe in (proc.stdout, proc.stderr):
+                try:
+                    pipe.close()
+                except OSError:
+                    pass
         self.selector.close()
         self.listener.close()
         self._wake_r.close()

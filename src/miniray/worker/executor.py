@@ -239,8 +239,24 @@ class Executor:
         kwargs = {k: values[v.oid] if type(v) is ArgRef else v for k, v in kwargs.items()}
         return args, kwargs, None
 
+    def _stream(self, spec, gen):
+        """Put each yielded value as its own object right away; return refs to all of them."""
+        from miniray.generators import ObjectRefGenerator, item_id
+        from miniray.refs import ObjectRef
+        refs = []
+        for i, item in enumerate(gen):
+            oid = item_id(spec.task_id, i)
+            refs.append(ObjectRef(oid))
+            self.rt.put_serialized(oid, serialize(item), spec.call_site)
+        return ObjectRefGenerator(refs)
+
     def _store(self, spec, value, start) -> Result:
         n = spec.num_returns
+        if n in ("streaming", "dynamic"):
+            if not (inspect.isgenerator(value) or inspect.isasyncgen(value)):
+                raise TypeError(f"{spec.name} was called with num_returns={n!r} but returned "
+                                f"{type(value).__name__}, not a generator. Use yield, or drop num_returns.")
+            value, n = self._stream(spec, value), 1
         if n == 1:
             values = [value]
         elif n == 0:
