@@ -279,7 +279,8 @@ def timeline(filename=None):
 
 
 def get_gpu_ids() -> list:
-    return get_runtime_context().get_accelerator_ids().get("GPU", [])
+    """The GPU ids given to the current task or actor, as ints (Ray's convention)."""
+    return [int(i) for i in get_runtime_context().get_accelerator_ids().get("GPU", [])]
 
 
 class RuntimeContext:

@@ -82,7 +82,7 @@ def main(argv=None):
     from miniray.runtime import Runtime, SocketTransport
     from miniray.worker.executor import Executor
 
-    rt = Runtime(SocketTransport(conn), wid, node_id=node_id, job_id="01", arena=arena,
+    rt = Runtime(SocketTransport(conn), wid, node_id=node_id, job_id="01000000", arena=arena,
                  inline_max=int(inline_max), session_dir=session_dir)
     rt_mod._current = rt
     conn.send([("hello", wid, os.getpid())])
