@@ -44,7 +44,11 @@ class RayTaskError(RayError):
         cls = _dual_class(type(cause))
         if cls is None:
             return self
-        err = cls.__new__(cls)
+        try:
+            err = cls.__new__(cls)
+        except TypeError:   # built-ins such as MemoryError refuse a foreign __new__: raise the
+            cause.add_note(str(self))   # user's own exception, with the remote traceback as a note
+            return cause
         try:
             err.__dict__.update(cause.__dict__)
         except AttributeError:

@@ -134,7 +134,17 @@ class Runtime:
         rid = next(self._rids)
         fut = self.transport.expect(rid)
         self.send([("req", rid, kind, args)])
-        return fut.result(timeout)
+        if self.node is None:
+            return fut.result(timeout)
+        while True:   # the driver: don't wait for ever on a node thread that is gone
+            try:
+                return fut.result(timeout if timeout is not None else 1.0)
+            except TimeoutError:
+                if timeout is not None:
+                    raise
+                if not self.node.thread.is_alive():
+                    raise exc.RaySystemError("The miniray node thread has stopped; call "
+                                             "miniray.shutdown() and miniray.init() again.") from None
 
     # -- reference counting --------------------------------------------------------------------
     def add_local_ref(self, oid: str) -> None:

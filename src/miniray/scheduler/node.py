@@ -131,13 +131,22 @@ class Node:
         while not self._stopping:
             timeout = self._next_deadline()
             for key, _ in self.selector.select(timeout):
-                key.data(key.fileobj)
+                self._guarded(key.data, key.fileobj)
             if self.pull_refs:
-                self.pull_refs()
-            self._drain_inbox()
-            self._expire_waiters()
-            self._schedule()
-            self._flush()
+                self._guarded(self.pull_refs)
+            self._guarded(self._drain_inbox)
+            self._guarded(self._expire_waiters)
+            self._guarded(self._schedule)
+            self._guarded(self._flush)
+
+    def _guarded(self, step, *args):
+        """One step of the loop; a bug in it is reported, and the node keeps serving."""
+        try:
+            step(*args)
+        except Exception:  # the node must outlive any single bad message or step
+            import traceback
+            sys.stderr.write("miniray node: internal error (the runtime keeps running):\n"
+                             + traceback.format_exc())
 
     def _accept(self, listener):
         sock, _ = listener.accept()
@@ -155,7 +164,7 @@ class Node:
         while self.inbox:
             client, items = self.inbox.popleft()
             for item in items:
-                self._handle(client, item)
+                self._guarded(self._handle, client, item)
 
     def _read_worker(self, wc: WorkerConn):
         try:
@@ -165,6 +174,9 @@ class Node:
             return
         for items in frames:
             for item in items:
+                if item[0] != "hello":
+                    self._guarded(self._handle, wc, item)
+                    continue
                 if item[0] == "hello":
                     wc.holder, wc.pid = item[1], item[2]
                     self.conns[wc.holder] = wc
@@ -172,8 +184,6 @@ class Node:
                     slot = self.state.workers.get(wc.holder)
                     if slot is not None and slot.state == "starting":
                         slot.state = "idle"
-                else:
-                    self._handle(wc, item)
 
     def _flush(self):
         for wc in list(self.conns.values()):
@@ -267,6 +277,16 @@ class Node:
             self._spawn()
 
     def _send_exec(self, tid, wid):
+        try:
+            self._send_exec_unguarded(tid, wid)
+        except Exception as err:   # e.g. a spilled argument that cannot be restored: fail the task
+            spec = self.state.specs.get(tid)
+            S.task_done(self.state, tid)
+            if spec is not None:
+                self.fail(spec, err if isinstance(err, exc.RayError) else exc.RaySystemError(
+                    f"miniray could not start {spec.name}: {type(err).__name__}: {err}"), worker=wid)
+
+    def _send_exec_unguarded(self, tid, wid):
         spec = self.state.specs[tid]
         failed = [o for o in spec.deps if self.store.entries.get(o) and self.store.entries[o].state == "FAILED"]
         if failed:

@@ -280,7 +280,7 @@ class Executor:
         return Result(out, start, time.time())
 
     def _error(self, spec, err, start) -> Result:
-        if isinstance(err, exc.RayTaskError):   # a failed dependency, or a nested get that failed
+        if isinstance(err, exc.RayError):   # a failed dependency, a nested get, or a full store
             task_err = err
         else:
             tb = [f for f in traceback.extract_tb(err.__traceback__) if not f.filename.startswith(_PKG)]
@@ -289,7 +289,7 @@ class Executor:
             exc_only = exc_only.rstrip("\n") + _did_you_mean(err) + "\n"
             text = format_remote_traceback(frames, exc_only)
             try:
-                cloudpickle.dumps(err)
+                pickle.loads(dumps(err))
                 cause = err
             except Exception:
                 cause = exc.RayError(f"{type(err).__name__}: {err} (the original exception could not be pickled)")

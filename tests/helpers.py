@@ -1,0 +1,73 @@
+"""Small helpers shared by the runtime test modules (tasks, actors, store)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+
+import psutil
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SRC = os.path.join(REPO, "src")
+
+
+def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05):
+    """Poll ``predicate`` until it returns a truthy value or ``timeout`` passes; return its last value."""
+    deadline = time.monotonic() + timeout
+    value = predicate()
+    while not value and time.monotonic() < deadline:
+        time.sleep(interval)
+        value = predicate()
+    return value
+
+
+def alive(pid: int) -> bool:
+    """True while ``pid`` is a running (not zombie) process."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def shm_of(pid: int) -> list[str]:
+    """The ``/dev/shm`` entries that belong to the miniray driver ``pid``."""
+    try:
+        return [n for n in os.listdir("/dev/shm") if n.startswith(f"miniray_{pid}_")]
+    except FileNotFoundError:
+        return []
+
+
+def driver_script(tmp_path, body: str, name: str = "driver.py") -> str:
+    """Write a driver script into ``tmp_path`` and return its path."""
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(body))
+    return str(path)
+
+
+def start_driver(path: str, **kw) -> subprocess.Popen:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (SRC, env.get("PYTHONPATH")) if p)
+    env["PYTHONUNBUFFERED"] = "1"
+    return subprocess.Popen([sys.executable, path], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env, **kw)
+
+
+def read_line_starting(proc: subprocess.Popen, prefix: str, timeout: float = 30.0) -> str:
+    """The first stdout line of ``proc`` that starts with ``prefix`` (fails with stderr on EOF)."""
+    import select
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([proc.stdout], [], [], 0.2)
+        if not ready:
+            if proc.poll() is not None:
+                break
+            continue
+        line = proc.stdout.readline()
+        if not line:
+            break
+        if line.startswith(prefix):
+            return line[len(prefix):].strip()
+    proc.kill()
+    raise AssertionError(f"driver never printed {prefix!r}; stderr:\n{proc.stderr.read()}")
