@@ -144,10 +144,7 @@ def test_dropped_task_results_are_freed(small_store):
 
 # -- spilling ----------------------------------------------------------------------------------------
 @pytest.mark.timeout(30, method="signal")
-@pytest.mark.parametrize("warm", [False, pytest.param(True, marks=pytest.mark.xfail(
-    reason="known bug: arguments of calls queued behind a running one are restored and pinned at "
-           "dispatch, so the store cannot spill enough (see issue 4 note)", strict=False))],
-    ids=["fresh-runtime", "after-a-task"])
+@pytest.mark.parametrize("warm", [False, True], ids=["fresh-runtime", "after-a-task"])
 def test_spilling_keeps_every_byte(own_store, warm):
     if warm:   # workers that have already run a task on a store object
         assert _get(describe.remote(ray.put(np.ones(8 * MiB, dtype=np.uint8))))[1] == 8 * MiB

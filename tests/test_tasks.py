@@ -303,7 +303,7 @@ def test_task_error_message_shows_user_file_and_line_and_no_runtime_frames(rt):
     assert "miniray/" not in text and "miniray" + os.sep not in text, text
 
 
-@pytest.mark.xfail(reason="known bug: after a test-module exception class was raised, the dependent chain's get is not answered under capture (see issue 2 note)", strict=False)
+
 def test_error_propagates_through_dependent_tasks(rt):
     bad = fails.remote()
     downstream = add.remote(square.remote(bad), 1)

@@ -136,6 +136,7 @@ class RemoteFunction:
         self._options = check_options(dict(options or {}), TASK_OPTIONS, f"task {fn.__name__}")
         self._fn_id = f"{fn.__module__}.{fn.__qualname__}:{uuid.uuid4().hex[:12]}"
         self._blob = None
+        self._res, self._res_for = None, None   # resource request, cached for one options dict
         try:
             self._sig = inspect.signature(fn)
         except (TypeError, ValueError):
@@ -174,8 +175,10 @@ class RemoteFunction:
         if isinstance(retry, list):
             retry = tuple(retry)
         env = (opts.get("runtime_env") or {}).get("env_vars")
+        if opts is not self._res_for:
+            self._res, self._res_for = resource_request(opts, 1.0), opts
         spec = TaskSpec(tid, name, "task", self._fn_id, desc, deps, nested, returns, n,
-                        resource_request(opts, 1.0), int(opts.get("max_retries", 3)), retry,
+                        dict(self._res), int(opts.get("max_retries", 3)), retry,
                         options={"env_vars": env} if env else {}, call_site=call_site(), owner=rt.holder)
         refs = [ObjectRef(oid) for oid in returns]
         rt.submit(spec)

@@ -222,20 +222,35 @@ class Runtime:
 
     def get_descs(self, oids: list, timeout):
         store = self.store
-        if store is not None and all(store.ready(o) for o in oids):
-            return {o: store.read_for(o, self.holder) for o in set(oids)}
-        if self.blocking is not None:
-            self.blocking(True)
-        try:
-            descs = self.request("get", list(oids), timeout)
-        finally:
+        if store is not None:   # the driver: wait on the store itself, no round trip to the node
+            descs = self._wait_in_store(oids, timeout)
+        else:
             if self.blocking is not None:
-                self.blocking(False)
+                self.blocking(True)
+            try:
+                descs = self.request("get", list(oids), timeout)
+            finally:
+                if self.blocking is not None:
+                    self.blocking(False)
         if descs is None:
             raise exc.GetTimeoutError(
                 f"get() timed out after {timeout} s: {len(set(oids))} object(s) asked for, some not ready. "
                 "The tasks may still finish; call get() again, or use miniray.wait() to take what is ready.")
         return descs
+
+    def _wait_in_store(self, oids, timeout):
+        store, want = self.store, set(oids)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        event = store.watch(want)
+        while not event.wait(1.0 if deadline is None else max(0.0, min(1.0, deadline - time.monotonic()))):
+            if deadline is not None and time.monotonic() >= deadline:
+                store.unwatch(want, event)
+                return None
+            if not self.node.thread.is_alive():
+                raise exc.RaySystemError("The miniray node thread has stopped; call "
+                                         "miniray.shutdown() and miniray.init() again.")
+        with store.lock:
+            return {o: store.read_for(o, self.holder) for o in want}
 
     def value_of(self, oid: str, desc: tuple):
         if desc[0] == "error":

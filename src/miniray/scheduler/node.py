@@ -261,8 +261,13 @@ class Node:
 
     # Scheduling --------------------------------------------------------------------------------
     def _schedule(self):
-        for tid, wid in S.assign(self.state):
-            self._send_exec(tid, wid)
+        # a call that fails without running (a failed dependency) frees its worker and may make
+        # more calls ready at once: assign again until nothing more can be placed
+        placed = S.assign(self.state)
+        while placed:
+            for tid, wid in placed:
+                self._send_exec(tid, wid)
+            placed = S.assign(self.state)
         self._grow_pool()
 
     def _grow_pool(self):

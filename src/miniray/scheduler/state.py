@@ -142,7 +142,8 @@ def assign(state: State) -> list:
 
 
 def _prefetch_target(state: State, spec, need: dict):
-    if state.durations.get(spec.fn_id, 1.0) > FAST:
+    # only argument-free calls: a queued call's arguments would sit pinned in the store meanwhile
+    if spec.deps or state.durations.get(spec.fn_id, 1.0) > FAST:
         return None
     best = None
     for wid, slot in state.workers.items():

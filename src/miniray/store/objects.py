@@ -21,7 +21,6 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 
 from miniray.exceptions import ObjectStoreFullError
@@ -44,8 +43,8 @@ class Entry:
     state: str = PENDING
     desc: tuple | None = None          # ("inline", ...) | ("shm", ...) | ("error", bytes)
     size: int = 0
-    refs: Counter = field(default_factory=Counter)
-    pins: Counter = field(default_factory=Counter)
+    refs: dict = field(default_factory=dict)      # holder -> count
+    pins: dict = field(default_factory=dict)      # holder -> count
     uses: int = 0
     captured: int = 0
     contains: tuple = ()
@@ -69,6 +68,10 @@ class Entry:
         self.state = new
 
 
+class _Watch(threading.Event):
+    remaining: set
+
+
 class ObjectStore:
     """State: ``entries`` (oid → Entry) and the arena's allocation; ``lock`` guards both."""
 
@@ -79,6 +82,7 @@ class ObjectStore:
         self.ready_cond = threading.Condition(self.lock)
         self.spilled_bytes = 0
         self.on_ready = None   # set by the node: called with each oid that became READY or FAILED
+        self.watchers: dict = {}   # oid -> [_Watch]: the driver's gets, woken when all are ready
 
     # -- creation ------------------------------------------------------------------------------
     def entry(self, oid: str) -> Entry:
@@ -102,12 +106,35 @@ class ObjectStore:
             e.call_site = e.call_site or call_site
             e.pid, e.task_id, e.last_access = pid, task_id, time.time()
             e.move(FAILED if failed else READY)
-            self.ready_cond.notify_all()
+            for w in self.watchers.pop(oid, ()):
+                w.remaining.discard(oid)
+                if not w.remaining:
+                    w.set()
         self.emit("put" if not task_id else "stored", object_id=oid, size=e.size, location=e.location,
                   call_site=e.call_site, pid=pid, node_id=self.node_id, task_id=task_id)
         if self.on_ready:
             self.on_ready(oid)
         self._maybe_free(e)
+
+    def watch(self, oids: set) -> threading.Event:
+        """An Event set once every object in ``oids`` is ready (failed counts as ready)."""
+        w = _Watch()
+        with self.lock:
+            w.remaining = {o for o in oids if not self.ready(o)}
+            for o in w.remaining:
+                self.watchers.setdefault(o, []).append(w)
+            if not w.remaining:
+                w.set()
+        return w
+
+    def unwatch(self, oids: set, w) -> None:
+        with self.lock:
+            for o in oids:
+                ws = self.watchers.get(o)
+                if ws and w in ws:
+                    ws.remove(w)
+                    if not ws:
+                        del self.watchers[o]
 
     # -- shared memory ---------------------------------------------------------------------------
     def alloc(self, size: int) -> int:
@@ -177,8 +204,8 @@ class ObjectStore:
     def add_ref(self, oid: str, holder: str, n: int = 1) -> None:
         with self.lock:
             e = self.entry(oid)
-            e.refs[holder] += n
-            if e.refs[holder] <= 0:
+            n = e.refs[holder] = e.refs.get(holder, 0) + n
+            if n <= 0:
                 del e.refs[holder]
                 self._maybe_free(e)
 
@@ -187,8 +214,8 @@ class ObjectStore:
             e = self.entries.get(oid)
             if e is None:
                 return
-            e.pins[holder] += n
-            if e.pins[holder] <= 0:
+            n = e.pins[holder] = e.pins.get(holder, 0) + n
+            if n <= 0:
                 del e.pins[holder]
                 self._maybe_free(e)
 
@@ -248,7 +275,7 @@ class ObjectStore:
                 self.restore(e)
             e.last_access = time.time()
             if e.desc[0] == "shm":
-                e.pins[holder] += 1
+                e.pins[holder] = e.pins.get(holder, 0) + 1
             return e.desc
 
     # -- observing ---------------------------------------------------------------------------------
