@@ -8,7 +8,7 @@
 
 The public names follow Ray's; see README.md for what is covered and what differs.
 """
-from miniray import exceptions
+from miniray import events, exceptions, util
 from miniray.actor import ActorClass, ActorHandle, method
 from miniray.api import (available_resources, cancel, cluster_resources, get, get_actor, get_gpu_ids,
                          get_runtime_context, init, is_initialized, kill, nodes, put, shutdown, timeline,

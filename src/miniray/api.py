@@ -9,11 +9,6 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
-import tempfile
-import time
-import uuid
-
-import psutil
 
 from miniray import exceptions as exc
 from miniray import runtime as _rt
@@ -45,37 +40,26 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None, object_s
             return _info(_rt._current)
         raise RuntimeError("miniray.init() was already called in this process. Call miniray.shutdown() "
                            "first, or pass ignore_reinit_error=True to reuse the running runtime.")
-    if address not in (None, "local"):
-        raise ConnectionError(f"init(address={address!r}): connecting to a multi-node cluster is not "
-                              "available in this version of miniray yet; use init() for a local runtime.")
     for name, v in (("num_cpus", num_cpus), ("num_gpus", num_gpus)):
         if v is not None and (not isinstance(v, (int, float)) or v < 0):
             raise ValueError(f"init({name}={v!r}): give a number >= 0.")
     if resources is not None and not isinstance(resources, dict):
         raise TypeError("init(resources=...) takes a dict such as {'teacher': 1}.")
-    from miniray.events import EventLog
-    from miniray.scheduler.node import LocalClient, Node
-    from miniray.store.arena import Arena
-    from miniray.store.objects import ObjectStore
+    address = address or os.environ.get("MINIRAY_ADDRESS") or None
+    if address not in (None, "local"):
+        from miniray.cluster.client import connect
+        _rt._current = connect(address, namespace=namespace or "default")
+        atexit.register(_shutdown_at_exit)
+        return _info(_rt._current)
+    from miniray import session
+    from miniray.scheduler.node import LocalClient
 
-    reap_stale_sessions()
-    cpus = num_cpus if num_cpus is not None else len(os.sched_getaffinity(0))
-    gpus = num_gpus if num_gpus is not None else _detect_gpus()
-    capacity = int(object_store_memory or _default_store_size())
-    node_id = uuid.uuid4().hex
-    session_dir = os.path.join(_sessions_root(), f"session_{time.strftime('%Y%m%d-%H%M%S')}_{os.getpid()}")
-    os.makedirs(session_dir, mode=0o700)
-    arena = Arena.create(f"miniray_{os.getpid()}_{uuid.uuid4().hex[:8]}", capacity)
-    events = EventLog()
-    store = ObjectStore(arena, os.path.join(session_dir, "spill"), node_id, events.emit)
-    total = {"CPU": float(cpus), "memory": float(psutil.virtual_memory().total * 0.7),
-             "object_store_memory": float(capacity), "node:127.0.0.1": 1.0,
-             f"node_id:{node_id}": 1000.0}
-    if gpus:
-        total["GPU"] = float(gpus)
-    total.update({k: float(v) for k, v in (resources or {}).items()})
-    node = Node(session_dir=session_dir, node_id=node_id, total=total, store=store, events=events,
-                num_workers=int(cpus) or 1, inline_max=_inline_max)
+    session.reap_stale_sessions()
+    session_dir = session.new_session_dir()
+    node = session.start_node(num_cpus=num_cpus, num_gpus=num_gpus, resources=resources,
+                              object_store_memory=object_store_memory, inline_max=_inline_max,
+                              session_dir=session_dir)
+    store, events, arena, node_id = node.store, node.events, node.store.arena, node.node_id
     transport = _rt.LocalTransport(node)
     runtime = _rt.Runtime(transport, "driver", node_id=node_id, job_id="01000000", arena=arena,
                           inline_max=_inline_max, node=node, store=store, events=events,
@@ -90,7 +74,7 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None, object_s
 
 
 def _info(runtime) -> RuntimeInfo:
-    return RuntimeInfo(node_id=runtime.node_id, session_dir=runtime.session_dir, address=None,
+    return RuntimeInfo(node_id=runtime.node_id, session_dir=runtime.session_dir, address=runtime.address,
                        node_ip_address="127.0.0.1", namespace=runtime.namespace)
 
 
@@ -100,7 +84,9 @@ def shutdown() -> None:
     if runtime is None:
         return
     _rt._current = None
-    if runtime.node is not None:
+    if runtime.node is None:
+        runtime.close()
+    else:
         runtime.node.stop()
         runtime.arena.unlink()
         runtime.arena.close()
@@ -116,55 +102,6 @@ def _shutdown_at_exit():
 
 def is_initialized() -> bool:
     return _rt._current is not None
-
-
-def _sessions_root() -> str:
-    root = os.path.join(tempfile.gettempdir(), f"miniray-{os.getuid()}")
-    os.makedirs(root, mode=0o700, exist_ok=True)
-    return root
-
-
-def reap_stale_sessions() -> list:
-    """Remove shared memory and session directories left by drivers that died (SIGKILL)."""
-    removed = []
-    try:
-        names = os.listdir("/dev/shm")
-    except FileNotFoundError:
-        names = []
-    for name in names:
-        parts = name.split("_")
-        if name.startswith("miniray_") and len(parts) >= 3 and parts[1].isdigit() and not psutil.pid_exists(int(parts[1])):
-            try:
-                os.unlink(os.path.join("/dev/shm", name))
-                removed.append(name)
-            except OSError:
-                pass
-    root = _sessions_root()
-    for d in os.listdir(root):
-        pid = d.rsplit("_", 1)[-1]
-        if pid.isdigit() and not psutil.pid_exists(int(pid)):
-            shutil.rmtree(os.path.join(root, d), ignore_errors=True)
-    return removed
-
-
-def _default_store_size() -> int:
-    ram = psutil.virtual_memory().total
-    try:
-        st = os.statvfs("/dev/shm")
-        shm = st.f_bavail * st.f_frsize
-    except OSError:
-        shm = ram
-    return int(min(0.3 * ram, 0.95 * shm))
-
-
-def _detect_gpus() -> int:
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is not None:
-        return len([d for d in visible.split(",") if d.strip() and d.strip() != "-1"])
-    try:
-        return len(os.listdir("/proc/driver/nvidia/gpus"))
-    except OSError:
-        return 0
 
 
 # -- objects ------------------------------------------------------------------------------------------

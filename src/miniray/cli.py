@@ -5,7 +5,7 @@
     miniray grade NOTEBOOK               grade an exercise         (grading/cli.py)
     miniray microbenchmark [--quick]     side-by-side benchmarks   (bench/microbenchmark.py)
     miniray memory                       the object store's objects, as a table
-    miniray start/stop/status            multi-node clusters (not yet available)
+    miniray start --head / stop / status a head that drivers join over TCP (cluster/head.py)
 """
 from __future__ import annotations
 
@@ -17,12 +17,17 @@ USAGE = __doc__.split("\n\n", 1)[1]
 def _memory(argv) -> int:
     import miniray
     from miniray.util import state
-    if not miniray.is_initialized():
-        print("miniray memory: no runtime is running in this process. A local runtime lives inside its "
-              "driver: call miniray.util.state.memory_summary() from your program or notebook "
-              "(or use %memory). Cluster-wide listing arrives with `miniray start`.", file=sys.stderr)
+    address = argv[argv.index("--address") + 1] if "--address" in argv else "auto"
+    try:
+        miniray.init(address=address)
+    except (ConnectionError, OSError) as err:
+        print(f"miniray memory: {err}\nA local runtime lives inside its driver: call "
+              "miniray.util.state.memory_summary() there (or use %memory in a notebook).", file=sys.stderr)
         return 1
-    print(state.format_table(state.list_objects(), state.memory_summary()))
+    try:
+        print(state.format_table(state.list_objects(), state.memory_summary()))
+    finally:
+        miniray.shutdown()
     return 0
 
 
@@ -43,9 +48,8 @@ def main(argv=None) -> int:
     elif verb == "memory":
         run = _memory
     elif verb in ("start", "stop", "status"):
-        print(f"miniray {verb}: multi-node clusters are not available in this version yet. "
-              "Use miniray.init() for a local runtime.", file=sys.stderr)
-        return 2
+        from miniray.cluster import head
+        run = getattr(head, verb)
     else:
         print(f"miniray: unknown command {verb!r}.\n\n" + USAGE, file=sys.stderr)
         return 2

@@ -94,6 +94,8 @@ class Runtime:
         self._pending: list = []      # ("refs", oid, -1) / ("unpin", oid), in order
         self._fns: set = set()
         self.namespace = "default"
+        self.lost = ""                   # a remote driver: why the head is unreachable
+        self.close = lambda: None
         self.context_of = lambda: None   # worker: the current call's context (worker/executor.py)
         self.blocking = None             # worker: hands back queued calls before a blocking get
 
@@ -131,6 +133,8 @@ class Runtime:
         return ([("refs", added)] if added else []), after
 
     def request(self, kind: str, *args, timeout=None):
+        if self.lost:
+            raise exc.RaySystemError(self.lost)
         rid = next(self._rids)
         fut = self.transport.expect(rid)
         self.send([("req", rid, kind, args)])
@@ -213,7 +217,7 @@ class Runtime:
         if self.store is not None:     # the driver: write into the store directly
             self.store.put_serialized(oid, ser, self.inline_max, call_site=site, pid=os.getpid())
             return
-        if ser.size <= self.inline_max:
+        if ser.size <= self.inline_max or self.arena is None:   # no arena: the head stores it
             desc = ser.inline()
         else:
             off = self.request("alloc", ser.shm_size)
@@ -228,7 +232,7 @@ class Runtime:
             if self.blocking is not None:
                 self.blocking(True)
             try:
-                descs = self.request("get", list(oids), timeout)
+                descs = self.request("get", list(oids), timeout, self.arena is None)
             finally:
                 if self.blocking is not None:
                     self.blocking(False)

@@ -152,6 +152,12 @@ class ActorTable:
                 self.calls.pop(tid, None)
                 self.node.fail(spec, exc.TaskCancelledError(tid))
 
+    def owner_gone(self, holder):
+        """A driver left: its actors die with it, unless they were created with lifetime="detached"."""
+        for actor in list(self.actors.values()):
+            if actor.spec.owner == holder and actor.state != DEAD and actor.spec.options.get("lifetime") != "detached":
+                self.kill(actor.spec.actor_id, no_restart=True)
+
     # -- failure --------------------------------------------------------------------------------
     def kill(self, actor_id, no_restart=True):
         actor = self.actors.get(actor_id)

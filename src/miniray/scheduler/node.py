@@ -33,6 +33,7 @@ from miniray import exceptions as exc
 from miniray.scheduler import state as S
 from miniray.scheduler.actors import ActorTable
 from miniray.store.objects import block_of
+from miniray.store.serialization import Serialized, desc_size
 from miniray.transport.framing import Connection, ConnectionClosed, FrameReader
 from miniray.transport.messages import Result
 
@@ -43,7 +44,7 @@ def error_desc(err: BaseException) -> tuple:
 
 class Waiter:
     """A ``get`` or ``wait`` request not yet answered: ``missing`` shrinks as objects arrive."""
-    __slots__ = ("client", "rid", "kind", "oids", "k", "deadline", "missing", "answered")
+    __slots__ = ("client", "rid", "kind", "oids", "k", "deadline", "missing", "answered", "inline")
 
     def __init__(self, client, rid, kind, oids, k, deadline):
         self.client, self.rid, self.kind, self.oids, self.k = client, rid, kind, oids, k
@@ -57,6 +58,7 @@ class WorkerConn:
     def __init__(self, sock):
         self.conn, self.reader = Connection(sock), FrameReader(sock)
         self.holder, self.pid, self.outbox, self.fns = None, None, [], set()
+        self.is_driver = False
 
     def deliver(self, items):
         self.outbox.extend(items)
@@ -85,6 +87,8 @@ class Node:
         self.procs: dict[str, subprocess.Popen] = {}
         self.conns: dict[str, WorkerConn] = {}
         self.clients: dict[str, object] = {}
+        self.drivers: dict[str, WorkerConn] = {}     # drivers connected over TCP
+        self.tcp_listener, self.token = None, b""
         self.inbox: deque = deque()
         self.waiters: dict[str, list] = {}        # oid -> [Waiter] of gets and waits not yet answered
         self.timed: list = []
@@ -148,6 +152,34 @@ class Node:
             sys.stderr.write("miniray node: internal error (the runtime keeps running):\n"
                              + traceback.format_exc())
 
+    def listen_tcp(self, host: str, port: int, token: bytes) -> int:
+        """Also serve drivers over TCP; each connection must pass the token challenge first."""
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+        self.tcp_listener, self.token = sock, token
+        self.selector.register(sock, selectors.EVENT_READ, self._accept_tcp)
+        return sock.getsockname()[1]
+
+    def _accept_tcp(self, listener):
+        sock, peer = listener.accept()
+        threading.Thread(target=self._handshake, args=(sock, peer), daemon=True,
+                         name="miniray-auth").start()
+
+    def _handshake(self, sock, peer):
+        """In its own thread, so a slow or hostile peer never stalls the node."""
+        from miniray.transport import auth
+        try:
+            auth.serve(sock, self.token)
+        except auth.AuthenticationError as err:
+            sys.stderr.write(f"miniray head: refused a connection from {peer[0]}:{peer[1]}: {err}\n")
+            sock.close()
+            return
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.inbox.append((None, [("adopt", sock)]))
+        self.wake()
+
     def _accept(self, listener):
         sock, _ = listener.accept()
         conn = WorkerConn(sock)
@@ -163,6 +195,11 @@ class Node:
         self.wake_pending = False
         while self.inbox:
             client, items = self.inbox.popleft()
+            if client is None:      # an authenticated TCP connection to adopt
+                conn = WorkerConn(items[0][1])
+                self.selector.register(conn.conn.sock, selectors.EVENT_READ,
+                                       lambda s, c=conn: self._read_worker(c))
+                continue
             for item in items:
                 self._guarded(self._handle, client, item)
 
@@ -174,6 +211,9 @@ class Node:
             return
         for items in frames:
             for item in items:
+                if item[0] == "hello_driver":
+                    self._driver_hello(wc, item[1])
+                    continue
                 if item[0] != "hello":
                     self._guarded(self._handle, wc, item)
                     continue
@@ -185,7 +225,30 @@ class Node:
                     if slot is not None and slot.state == "starting":
                         slot.state = "idle"
 
+    def _driver_hello(self, wc, pid):
+        self._seq += 1
+        wc.holder, wc.pid, wc.is_driver = f"d{self._seq}", pid, True
+        self.drivers[wc.holder] = wc
+        self.clients[wc.holder] = wc
+        wc.deliver([("welcome", wc.holder, self.node_id, self.store.arena.path, self.store.arena.capacity,
+                     self.inline_max, self.session_dir, getattr(self, "node_ip", "127.0.0.1"))])
+
+    def _driver_gone(self, wc):
+        """A driver disconnected: its refs and pins go, and so do the actors it owned (not detached)."""
+        self.drivers.pop(wc.holder, None)
+        self.clients.pop(wc.holder, None)
+        self.store.drop_holder(wc.holder)
+        self._drop_waiters_of(wc)
+        self.actors.owner_gone(wc.holder)
+
     def _flush(self):
+        for wc in list(self.drivers.values()):
+            if wc.outbox:
+                items, wc.outbox = wc.outbox, []
+                try:
+                    wc.conn.send(items)
+                except OSError:
+                    pass
         for wc in list(self.conns.values()):
             if wc.outbox:
                 items, wc.outbox = wc.outbox, []
@@ -215,6 +278,10 @@ class Node:
             _, oid, desc, contained, call_site = item
             if desc[0] == "shm":
                 self.allocs.get(client.holder, set()).discard(block_of(desc))
+            elif desc[0] == "inline" and desc_size(desc) > self.inline_max:
+                ser = Serialized(desc[1], [memoryview(b).cast("B") for b in desc[2]], list(contained))
+                self.store.put_serialized(oid, ser, self.inline_max, call_site=call_site, pid=client.pid or 0)
+                return
             self.store.seal(oid, desc, contained, call_site=call_site, pid=getattr(client, "pid", 0) or 0)
         elif kind == "pin":
             self.store.pin(item[1], client.holder, +1)
@@ -419,6 +486,9 @@ class Node:
         wid = wc.holder
         if wid is None:
             return
+        if wc.is_driver:
+            self._driver_gone(wc)
+            return
         self.conns.pop(wid, None)
         self.clients.pop(wid, None)
         proc = self.procs.pop(wid, None)
@@ -460,14 +530,15 @@ class Node:
             self.actors.worker_lost(actor_id, wid, wc.pid)
 
     # Requests ----------------------------------------------------------------------------------
-    def _req_get(self, client, rid, oids, timeout):
-        self._wait_for(client, rid, "get", list(oids), len(set(oids)), timeout)
+    def _req_get(self, client, rid, oids, timeout, inline=False):
+        self._wait_for(client, rid, "get", list(oids), len(set(oids)), timeout, inline)
 
     def _req_wait(self, client, rid, oids, k, timeout):
         self._wait_for(client, rid, "wait", list(oids), k, timeout)
 
-    def _wait_for(self, client, rid, kind, oids, k, timeout):
+    def _wait_for(self, client, rid, kind, oids, k, timeout, inline=False):
         w = Waiter(client, rid, kind, oids, k, None if timeout is None else time.monotonic() + timeout)
+        w.inline = inline
         w.missing = {o for o in set(oids) if not self.store.ready(o)}
         if w.satisfied():
             self._answer(w)
@@ -490,7 +561,8 @@ class Node:
         w.answered = True
         client = w.client
         if w.kind == "get":
-            value = None if timed_out else {o: self.store.read_for(o, client.holder) for o in set(w.oids)}
+            read = self.store.read_inline if w.inline else (lambda o: self.store.read_for(o, client.holder))
+            value = None if timed_out else {o: read(o) for o in set(w.oids)}
             if client.holder in self.state.workers:
                 S.worker_unblocked(self.state, client.holder)
         else:
@@ -573,6 +645,12 @@ class Node:
     def _req_summary(self, client, rid):
         client.deliver([("reply", rid, True, self.store.summary())])
 
+    def _req_events(self, client, rid, since):
+        client.deliver([("reply", rid, True, self.events.since(since))])
+
+    def _req_events_len(self, client, rid):
+        client.deliver([("reply", rid, True, len(self.events))])
+
     def _req_ping(self, client, rid):
         client.deliver([("reply", rid, True, "pong")])
 
@@ -582,8 +660,10 @@ class Node:
         self.wake()
         if self.thread.is_alive() and threading.current_thread() is not self.thread:
             self.thread.join(timeout=5)
-        for wc in list(self.conns.values()):
+        for wc in list(self.conns.values()) + list(self.drivers.values()):
             wc.conn.close()
+        if self.tcp_listener is not None:
+            self.tcp_listener.close()
         deadline = time.monotonic() + 1.0
         for proc in self.procs.values():
             try:

@@ -278,6 +278,25 @@ class ObjectStore:
                 e.pins[holder] = e.pins.get(holder, 0) + 1
             return e.desc
 
+    def read_inline(self, oid: str) -> tuple:
+        """A copy of the value's bytes, for a reader that cannot map this node's arena."""
+        with self.lock:
+            desc = self.read_for(oid, "__inline__")
+            if desc[0] != "shm":
+                return desc
+            try:
+                off, meta_len, lens = desc[1], desc[2], desc[3]
+                from miniray.store.arena import _round
+                meta = bytes(self.arena.view(off, meta_len))
+                bufs, pos = [], meta_len
+                for n in lens:
+                    pos = _round(pos)
+                    bufs.append(bytes(self.arena.view(off + pos, n)))
+                    pos += n
+                return ("inline", meta, bufs)
+            finally:
+                self.pin(oid, "__inline__", -1)
+
     # -- observing ---------------------------------------------------------------------------------
     def list_objects(self) -> list[dict]:
         with self.lock:

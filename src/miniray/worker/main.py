@@ -26,13 +26,8 @@ from miniray.transport.framing import Connection, ConnectionClosed
 
 
 def _driver_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-        return True
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
+    from miniray.session import pid_alive
+    return pid_alive(pid)
 
 
 def _read_loop(conn, rt, calls, executor, arena_path, session_dir, driver_pid):

@@ -1,0 +1,1 @@
+"""Clusters: a head process that drivers (and, later, other nodes) join over TCP."""

@@ -1,0 +1,130 @@
+"""A driver joining a running head over TCP: find the address and token, authenticate, say hello.
+
+    init(address="auto" | "HOST:PORT")
+        │ address: the argument, then MINIRAY_ADDRESS, then this user's newest live head on this machine
+        │ token:   MINIRAY_TOKEN, then the head's session directory (same machine only)
+        ▼
+    TCP connect ─► auth.connect (HMAC challenge) ─► ("hello_driver", pid) ─► ("welcome", holder, ...)
+        ▼
+    Runtime(SocketTransport) + a reader thread (replies) + a flusher thread (ref drops)
+
+On the head's machine the driver maps the head's arena and reads objects zero-copy; elsewhere it asks
+for copies.  If the head goes away, every waiting call fails with RaySystemError saying so.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import threading
+
+from miniray import exceptions as exc
+from miniray.transport import auth
+from miniray.transport.framing import Connection, ConnectionClosed
+
+
+def resolve_address(address: str | None) -> tuple[str, str | None]:
+    """(host:port, session_dir or None) for "auto" or an explicit address."""
+    from miniray.session import live_heads
+    if address in (None, "auto"):
+        env = os.environ.get("MINIRAY_ADDRESS")
+        if env:
+            return env, None
+        heads = live_heads()
+        if not heads:
+            raise ConnectionError("init(address='auto') found no running miniray head: set MINIRAY_ADDRESS, "
+                                  "or start one with `miniray start --head`.")
+        return heads[0]["address"], heads[0]["session_dir"]
+    for head in live_heads():
+        if head["address"] == address:
+            return address, head["session_dir"]
+    return address, None
+
+
+def find_token(session_dir: str | None) -> bytes:
+    token = os.environ.get("MINIRAY_TOKEN")
+    if token:
+        return token.encode()
+    if session_dir and os.path.exists(os.path.join(session_dir, "token")):
+        with open(os.path.join(session_dir, "token"), "rb") as f:
+            return f.read().strip()
+    raise ConnectionError("No cluster token: set MINIRAY_TOKEN to the token `miniray start --head` printed.")
+
+
+def connect(address: str | None, namespace: str = "default"):
+    from miniray.runtime import Runtime, SocketTransport
+    from miniray.store.arena import Arena
+
+    addr, session_dir = resolve_address(address)
+    host, _, port = addr.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"init(address={address!r}): give 'HOST:PORT', 'auto' or 'local'.")
+    token = find_token(session_dir)
+    try:
+        sock = socket.create_connection((host, int(port)), timeout=10)
+    except OSError as err:
+        raise ConnectionError(f"Could not reach a miniray head at {addr}: {err}. Is `miniray start --head` "
+                              "running there, and is the port open?") from err
+    try:
+        auth.connect(sock, token)
+    except auth.AuthenticationError:
+        sock.close()
+        raise
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    conn = Connection(sock)
+    conn.send([("hello_driver", os.getpid())])
+    _, holder, node_id, arena_path, capacity, inline_max, head_session, node_ip = conn.recv()[0]
+    arena = Arena.attach(arena_path, capacity) if os.path.exists(arena_path) else None
+    rt = Runtime(SocketTransport(conn), holder, node_id=node_id, job_id="01000000", arena=arena,
+                 inline_max=inline_max, session_dir=head_session, address=addr)
+    rt.namespace, rt.node_ip = namespace, node_ip
+    rt.events = RemoteEventLog(rt)
+    stop = threading.Event()
+    rt.close = lambda: _close(rt, conn, stop)
+    threading.Thread(target=_read_loop, args=(rt, conn, addr), daemon=True, name="miniray-client").start()
+    threading.Thread(target=_flush_loop, args=(rt, stop), daemon=True, name="miniray-flusher").start()
+    return rt
+
+
+def _read_loop(rt, conn, addr):
+    try:
+        while True:
+            for item in conn.recv():
+                if item[0] == "reply":
+                    rt.transport.resolve(item[1], item[2], item[3])
+    except (ConnectionClosed, OSError):
+        pass
+    rt.lost = f"Lost the connection to the miniray head at {addr}: it stopped or the network failed."
+    for rid in list(rt.transport._futures):
+        rt.transport.resolve(rid, False, exc.RaySystemError(rt.lost))
+
+
+def _flush_loop(rt, stop):
+    while not stop.wait(0.05):
+        try:
+            rt.flush()
+        except OSError:
+            return
+
+
+def _close(rt, conn, stop):
+    stop.set()
+    try:
+        rt.flush()
+    except OSError:
+        pass
+    conn.close()
+    if rt.arena is not None:
+        rt.arena.close()
+
+
+class RemoteEventLog:
+    """The head's event log, read over the connection (what the magics and timeline() use)."""
+
+    def __init__(self, rt):
+        self.rt = rt
+
+    def since(self, seq: int = 0):
+        return self.rt.request("events", seq)
+
+    def __len__(self):
+        return self.rt.request("events_len")
