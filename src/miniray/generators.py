@@ -64,6 +64,22 @@ class StreamingObjectRefGenerator:
             elif timeout is not None:
                 raise TimeoutError("no new item yet")
 
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self) -> ObjectRef:
+        import asyncio
+        ref = await asyncio.to_thread(self._next_or_none)
+        if ref is None:
+            raise StopAsyncIteration
+        return ref
+
+    def _next_or_none(self):
+        try:
+            return self._next()
+        except StopIteration:   # cannot cross into an asyncio Future
+            return None
+
     def completed(self) -> ObjectRef:
         return self._end
 

@@ -25,6 +25,7 @@ from concurrent.futures import Future
 from miniray import exceptions as exc
 
 _current = None   # the Runtime of this process, or None
+_LOOKING = {"list_objects", "summary", "events", "events_len", "resources"}
 
 
 def current_runtime(auto_init: bool = True):
@@ -104,13 +105,17 @@ class Runtime:
         return f"{self._prefix}{next(self._ids):011x}"
 
     # -- sending, with pending ref changes first -------------------------------------------------
-    def send(self, items: list) -> None:
+    def send(self, items: list, drops_first: bool = False) -> None:
         """Send items; new refs (+1) go before them, dropped refs and unpins after them.
 
         Moving a drop later only delays a free, and it must: the items may hold the very refs that
-        were dropped (a result that captured them), and the node must see the capture first."""
+        were dropped (a result that captured them), and the node must see the capture first.
+        Requests that only look (``list_objects``) carry no refs, so drops go first: the answer
+        then reflects a ``del`` made just before."""
         with self._lock:
             before, after = self._take_pending()
+            if drops_first:
+                before, after = before + after, []
             self.transport.send(before + items + after)
 
     def flush(self) -> None:
@@ -137,7 +142,7 @@ class Runtime:
             raise exc.RaySystemError(self.lost)
         rid = next(self._rids)
         fut = self.transport.expect(rid)
-        self.send([("req", rid, kind, args)])
+        self.send([("req", rid, kind, args)], drops_first=kind in _LOOKING)
         if self.node is None:
             return fut.result(timeout)
         while True:   # the driver: don't wait for ever on a node thread that is gone

@@ -168,10 +168,11 @@ class Executor:
             self.current = None
             self._exit_env(env)
         self.cancelled.discard(spec.task_id)
-        items = [("done", spec.task_id, result)]
         with self._started_lock:
-            items, self._started = self._started + items, []
-        self.rt.send(items)
+            self._started.append(("done", spec.task_id, result))
+            backlog = len(self._started) < 64 and not self.calls.empty() and self.sequential
+        if not backlog:          # more calls already queued here: send their results together
+            self.flush_started()
         sys.stdout.flush()
 
     async def _run_async(self, spec, descs):
@@ -185,6 +186,8 @@ class Executor:
                 value = getattr(self.instance, spec.fn_id)(*args, **kwargs)
                 if inspect.isawaitable(value):
                     value = await value
+                if inspect.isasyncgen(value):
+                    value = await self._stream_async(spec, value)
                 result = self._store(spec, value, start)
             except asyncio.CancelledError:
                 result = self._failed(spec, exc.TaskCancelledError(spec.task_id), start, cancelled=True)
@@ -240,20 +243,42 @@ class Executor:
         return args, kwargs, None
 
     def _stream(self, spec, gen):
-        """Put each yielded value as its own object right away; return refs to all of them."""
-        from miniray.generators import ObjectRefGenerator, item_id
-        from miniray.refs import ObjectRef
+        """Put each yielded value as its own object right away; return refs to all of them.
+        If the generator raises, the items before the error stay alive: the error captures them."""
+        from miniray.generators import ObjectRefGenerator
         refs = []
-        for i, item in enumerate(gen):
-            oid = item_id(spec.task_id, i)
-            refs.append(ObjectRef(oid))
-            self.rt.put_serialized(oid, serialize(item), spec.call_site)
+        try:
+            for item in gen:
+                self._stream_item(spec, refs, item)
+        except BaseException as err:
+            err.__miniray_items__ = [r.hex() for r in refs]
+            raise
         return ObjectRefGenerator(refs)
+
+    async def _stream_async(self, spec, agen):
+        from miniray.generators import ObjectRefGenerator
+        refs = []
+        try:
+            async for item in agen:
+                self._stream_item(spec, refs, item)
+        except BaseException as err:
+            err.__miniray_items__ = [r.hex() for r in refs]
+            raise
+        return ObjectRefGenerator(refs)
+
+    def _stream_item(self, spec, refs, item):
+        from miniray.generators import item_id
+        from miniray.refs import ObjectRef
+        oid = item_id(spec.task_id, len(refs))
+        refs.append(ObjectRef(oid))
+        self.rt.put_serialized(oid, serialize(item), spec.call_site)
 
     def _store(self, spec, value, start) -> Result:
         n = spec.num_returns
-        if n in ("streaming", "dynamic"):
-            if not (inspect.isgenerator(value) or inspect.isasyncgen(value)):
+        if n in ("streaming", "dynamic") and type(value).__name__ == "ObjectRefGenerator":
+            n = 1   # an async generator already streamed by _run_async
+        elif n in ("streaming", "dynamic"):
+            if not inspect.isgenerator(value):
                 raise TypeError(f"{spec.name} was called with num_returns={n!r} but returned "
                                 f"{type(value).__name__}, not a generator. Use yield, or drop num_returns.")
             value, n = self._stream(spec, value), 1
@@ -296,11 +321,12 @@ class Executor:
             task_err = exc.RayTaskError(spec.name, text, cause, os.getpid(), frames=frames, exc_only=exc_only)
         retry = spec.retry_exceptions
         retryable = retry is True or (isinstance(retry, tuple) and isinstance(err, retry))
-        return self._failed(spec, task_err, start, retryable=retryable, name=type(err).__name__)
+        return self._failed(spec, task_err, start, retryable=retryable, name=type(err).__name__,
+                            items=getattr(err, "__miniray_items__", ()))
 
-    def _failed(self, spec, err, start, cancelled=False, retryable=False, name=None) -> Result:
+    def _failed(self, spec, err, start, cancelled=False, retryable=False, name=None, items=()) -> Result:
         blob = dumps(err)
-        values = [(oid, ("error", blob), ()) for oid in spec.returns]
+        values = [(oid, ("error", blob), tuple(items)) for oid in spec.returns]
         if spec.type == "actor_creation":
             values = [("", ("error", blob), ())]
         return Result(values, start, time.time(), error=name or type(err).__name__,
