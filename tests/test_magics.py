@@ -631,3 +631,23 @@ class TestInKernel:
         assert outputs_of(kernel_notebook, 13, "application/vnd.jupyter.widget-view+json")
         assert not [o for o in cell.outputs if o["output_type"] == "stream"]
         assert outputs_of(kernel_notebook, 13, "text/plain")[-1] == "[0, 1, 2, 3]"
+
+
+def test_dask_keys_read_as_their_operation_and_collapse_together():
+    """Dask names tasks by key, e.g. "('add-3f2a...', 0, 1)"; the graph labels and groups them by the
+    operation ("add"), so a big Dask computation collapses into one node per operation."""
+    from miniray_magics.graph import display_name, graph_of
+
+    assert display_name("('add-1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d', 0, 1)") == "add"
+    assert display_name("sum-aggregate-1a2b3c4d5e6f") == "sum-aggregate"
+    assert display_name("Counter.__init__") == "Counter" and display_name("my_function") == "my_function"
+    events, seq = [], 0
+    for i in range(40):
+        key = f"('add-{'ab12' * 8}', {i})"
+        events.append({"kind": "submitted", "seq": seq, "ts": float(seq), "task_id": f"t{i}", "name": key,
+                       "type": "task", "actor_id": None, "deps": [], "returns": [f"t{i}00"],
+                       "call_site": "x.py:1", "resources": {"CPU": 1.0}})
+        seq += 1
+    graph = graph_of(events, max_nodes=10)
+    assert graph.number_of_nodes() == 1
+    assert "add" in next(iter(graph.nodes(data=True)))[1]["label"]

@@ -27,6 +27,8 @@ and ``count``.
 """
 from __future__ import annotations
 
+import re
+
 from collections import Counter, defaultdict
 from typing import Any, Iterable
 
@@ -62,9 +64,16 @@ class TaskGraph(nx.DiGraph):
                 f" ({parts}{more}; {state_text})")
 
 
+_DASK_KEY = re.compile(r"^\(?'?([A-Za-z_][\w.-]*?)(?:-[0-9a-f]{8,})?'?(?:,.*\))?$")
+
+
 def display_name(name: str) -> str:
-    """``Counter.__init__`` reads as ``Counter``; everything else keeps its name."""
-    return name[: -len(".__init__")] if name.endswith(".__init__") else name
+    """``Counter.__init__`` reads as ``Counter``; a Dask key such as ``('add-3f2a…', 0, 1)`` reads as
+    ``add``, so the calls of one Dask operation group together; everything else keeps its name."""
+    if name.endswith(".__init__"):
+        return name[: -len(".__init__")]
+    m = _DASK_KEY.match(name)
+    return m.group(1) if m and ("-" in name or name.startswith("(")) else name
 
 
 def graph_of(events: Iterable[dict[str, Any]], max_nodes: int | None = None) -> TaskGraph:
@@ -159,9 +168,9 @@ def collapse(graph: TaskGraph, max_nodes: int) -> TaskGraph:
     if that is still too many nodes, by function alone (self-loops then become ``inner_edges``).
     """
     layer = generations(graph)
-    grouped = _grouped(graph, lambda n, d: (d["name"], d["kind"], d["actor"], layer[n]))
+    grouped = _grouped(graph, lambda n, d: (display_name(d["name"]), d["kind"], d["actor"], layer[n]))
     if grouped.number_of_nodes() > max_nodes:
-        grouped = _grouped(graph, lambda n, d: (d["name"], d["kind"], d["actor"]))
+        grouped = _grouped(graph, lambda n, d: (display_name(d["name"]), d["kind"], d["actor"]))
     return grouped
 
 
