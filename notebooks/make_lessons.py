@@ -870,7 +870,7 @@ def lesson_05():
 - picture a cluster: one head, many nodes
 - generate a Slurm batch script with `miniray slurm script`
 - know how to submit a job, watch it and read its output
-- know what works in this version and what is coming
+- run a three-node cluster on one machine and watch a node die
 """),
         slide("""
 # The idea
@@ -889,22 +889,53 @@ It is also possible to run across nodes using **Slurm**, the batch system of mos
 Your script connects to the head and uses every node's CPUs.
 """),
         slide("""
-# What works today
+# A cluster on your laptop
 
-This version runs on one machine. Connecting to a cluster address says so clearly:
+`Cluster` starts a head and two nodes as separate processes, each with its own IP on loopback
+(127.0.0.1, .2, .3), joined over TCP with a secret token: what `miniray start` does on real machines.
 """),
         code("""
-import shutil, subprocess, sys
+import shutil, subprocess, sys, time
 from pathlib import Path
 import miniray as ray
+from miniray.cluster_utils import Cluster
 
-ray.init(address="auto")
-""", tags=["raises-exception"]),
+cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+cluster.add_node(num_cpus=1)
+cluster.add_node(num_cpus=1, resources={"big_box": 1})
+cluster.connect()                       # = ray.init(address=cluster.address)
+for n in ray.nodes():
+    print(n["NodeManagerAddress"], "alive" if n["Alive"] else "dead", n["Resources"]["CPU"], "CPU")
+"""),
+        slide("""
+# The same program, on three nodes
+
+`scheduling_strategy="SPREAD"` puts tasks on every node; a custom resource picks one.
+"""),
         code("""
-ray.init(num_cpus=2)              # local mode works everywhere
-print(len(ray.nodes()), "node:", ray.cluster_resources()["CPU"], "CPUs")
-ray.shutdown()
-""", step=True),
+@ray.remote
+def where(i):
+    time.sleep(0.2)
+    return ray.get_runtime_context().get_node_id()[:8]
+
+print(sorted(set(ray.get([where.options(scheduling_strategy="SPREAD").remote(i) for i in range(6)]))))
+print("big_box is on", ray.get(where.options(resources={"big_box": 1}).remote(0)))
+"""),
+        slide("""
+# When a node dies
+
+Kill a node the hard way (SIGKILL, like a crashed machine): it is marked dead, and its running
+tasks are retried on the nodes that are left.
+"""),
+        code("""
+doomed = cluster.add_node(num_cpus=1, resources={"doomed": 1})
+cluster.wait_for_nodes()
+cluster.remove_node(doomed)             # SIGKILL
+time.sleep(0.5)
+print([("alive" if n["Alive"] else "DEAD") for n in ray.nodes()])
+print(len(ray.get([where.remote(i) for i in range(4)])), "tasks still run")
+cluster.shutdown()
+"""),
         slide("""
 # The batch script
 
@@ -931,7 +962,7 @@ for line in script.splitlines():
         slide("""
 # Your job script
 
-An ordinary miniray program. Inside the job, `ray.init()` would join the job's cluster.
+An ordinary miniray program. Inside the job, `ray.init()` joins the job's cluster.
 """),
         code("""
 job = '''
@@ -946,7 +977,7 @@ print(sum(ray.get([square.remote(i) for i in range(100)])))
 ray.shutdown()
 '''
 open("job.py", "w").write(job)
-print(subprocess.run([sys.executable, "job.py"], capture_output=True, text=True).stdout)   # locally, for now
+print(subprocess.run([sys.executable, "job.py"], capture_output=True, text=True).stdout)   # locally first
 """),
         slide("""
 # Submit, watch, read
@@ -974,12 +1005,12 @@ Inside an interactive allocation (`salloc`), `miniray slurm up` starts the clust
 Ask for what your tasks need: idle CPUs in a job are still billed.
 """),
         slide("""
-# Coming later
+# Develop small, run big
 
-.blue[NOTE]: the script and `submit` work now. A live multi-node cluster on your laptop
-(several nodes on one machine, for practice) lands in a later version of miniray.
+.blue[NOTE]: develop with `ray.init()` on your laptop, try it on a `Cluster` of local nodes, then
+submit the same script with `miniray slurm submit`. Only where it runs changes.
 
-Until then: develop locally with `ray.init()`, then submit the same script.
+In this version objects made on other nodes are copied to the head's store; per-node stores come next.
 """),
         code("""
 import os
@@ -991,7 +1022,7 @@ os.remove("job.py")
 - a cluster = a head node + worker nodes; your script talks to the head
 - `miniray slurm script` writes the sbatch file; `submit` sends it
 - `squeue`, `sacct`, the `.out` file: watch and read
-- today: one machine; the local multi-node cluster comes in a later version
+- `Cluster` (or `miniray start --head` / `--address`) gives you a real cluster to practise on
 """),
         slide("""
 # Your turn

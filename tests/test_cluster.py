@@ -209,9 +209,10 @@ def test_a_lost_head_is_reported_clearly(tmp_path):
     assert not [n for n in os.listdir("/dev/shm") if n.startswith(f"miniray_{info['pid']}_")]
 
 
-def test_joining_a_second_node_says_it_is_not_available_yet():
-    out = _run(["start", "--address", "127.0.0.1:1"])
-    assert out.returncode == 2 and "not available" in out.stderr
+def test_a_node_with_a_wrong_token_is_refused(head):
+    out = _run(["start", "--address", head["address"], "--num-cpus", "1", "--block"],
+               env={"MINIRAY_TOKEN": "wrong"})
+    assert out.returncode == 1 and "authentication failed" in out.stderr
 
 
 _ = json

@@ -136,7 +136,7 @@ def test_ray_vs_dask_outputs(executed):
 def test_slurm_outputs(executed):
     nb, out = lesson(executed, "05_multinode_slurm")
     assert "#SBATCH --nodes=2" in out and "#SBATCH --cpus-per-task=4" in out
-    assert "not available in this version" in out
+    assert out.count("alive") >= 3 and "DEAD" in out        # the live local cluster
     assert "328350" in out                              # job.py ran locally
     assert not (ROOT / "notebooks" / "job.py").exists()
 

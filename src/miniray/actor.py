@@ -17,7 +17,7 @@ from miniray.refs import ObjectRef
 from miniray.remote_function import (ACTOR_OPTIONS, check_options, pack_args, resource_request, return_ids,
                                      wrap_returns)
 from miniray.runtime import call_site, current_runtime
-from miniray.store.serialization import dumps
+from miniray.store.serialization import dumps_code
 from miniray.transport.messages import TaskSpec
 
 
@@ -74,9 +74,9 @@ class ActorClass:
 
     def _remote(self, args, kwargs, opts):
         rt = current_runtime()
-        if self._blob is None:
-            self._blob = dumps(self._cls)
-        rt.ensure_function(self._class_id, lambda: self._blob)
+        if self._blob is None or self._blob[0] != rt.address:
+            self._blob = (rt.address, dumps_code(self._cls, ship_module=rt.address is not None))
+        rt.ensure_function(self._class_id, lambda: self._blob[1])
         name = self._cls.__name__
         init = self._methods.get("__init__", {}).get("sig")
         try:
@@ -97,7 +97,8 @@ class ActorClass:
                    "max_restarts": int(opts.get("max_restarts", 0)),
                    "max_task_retries": int(opts.get("max_task_retries", 0)),
                    "max_concurrency": opts.get("max_concurrency"), "explicit": explicit,
-                   "env_vars": env, "lifetime": opts.get("lifetime")}
+                   "env_vars": env, "lifetime": opts.get("lifetime"),
+                   "strategy": "SPREAD" if opts.get("scheduling_strategy") == "SPREAD" else None}
         spec = TaskSpec(tid, f"{name}.__init__", "actor_creation", self._class_id, desc, deps, nested, (),
                         0, resource_request(opts, 0.0), 0, False, actor_id, options,
                         call_site(), rt.holder)

@@ -203,11 +203,12 @@ def available_resources() -> dict:
 
 
 def nodes() -> list:
-    rt = current_runtime()
-    total, _ = rt.resources()
-    return [{"NodeID": rt.node_id, "Alive": True, "NodeManagerAddress": "127.0.0.1",
-             "NodeManagerHostname": os.uname().nodename, "Resources": _public(total),
-             "alive": True}]
+    """One dict per node ever in the cluster: NodeID, Alive, NodeManagerAddress, Resources."""
+    out = current_runtime().request("nodes")
+    for n in out:
+        n["Resources"] = _public(n["Resources"])
+        n["alive"] = n["Alive"]
+    return out
 
 
 def timeline(filename=None):

@@ -142,11 +142,11 @@ class ObjectFreedError(ObjectLostError):
     """The object was freed while a reference to it still existed."""
 
 
-class ObjectStoreFullError(RayError, MemoryError):
+class ObjectStoreFullError(RayError):
     """The object does not fit in the store even after spilling everything that can spill."""
 
 
-class OutOfMemoryError(RayError, MemoryError):
+class OutOfMemoryError(RayError):
     pass
 
 

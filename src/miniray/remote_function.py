@@ -16,7 +16,7 @@ import cloudpickle
 
 from miniray.refs import ObjectRef
 from miniray.runtime import call_site, current_runtime
-from miniray.store.serialization import dumps, serialize
+from miniray.store.serialization import dumps_code, serialize
 from miniray.transport.messages import TaskSpec
 from miniray.worker.executor import ArgRef
 
@@ -161,9 +161,9 @@ class RemoteFunction:
 
     def _remote(self, args, kwargs, opts):
         rt = current_runtime()
-        if self._blob is None:
-            self._blob = dumps(self._function)
-        rt.ensure_function(self._fn_id, lambda: self._blob)
+        if self._blob is None or self._blob[0] != rt.address:
+            self._blob = (rt.address, dumps_code(self._function, ship_module=rt.address is not None))
+        rt.ensure_function(self._fn_id, lambda: self._blob[1])
         name = opts.get("name") or self._function.__name__
         desc, deps, nested, keep = pack_args(rt, self._sig, name, args, kwargs)
         n = opts.get("num_returns", "streaming" if inspect.isgeneratorfunction(self._function) else 1)
@@ -175,11 +175,14 @@ class RemoteFunction:
         if isinstance(retry, list):
             retry = tuple(retry)
         env = (opts.get("runtime_env") or {}).get("env_vars")
+        extra = {"env_vars": env} if env else {}
+        if opts.get("scheduling_strategy") == "SPREAD":
+            extra["strategy"] = "SPREAD"
         if opts is not self._res_for:
             self._res, self._res_for = resource_request(opts, 1.0), opts
         spec = TaskSpec(tid, name, "task", self._fn_id, desc, deps, nested, returns, n,
                         dict(self._res), int(opts.get("max_retries", 3)), retry,
-                        options={"env_vars": env} if env else {}, call_site=call_site(), owner=rt.holder)
+                        options=extra, call_site=call_site(), owner=rt.holder)
         refs = [ObjectRef(oid) for oid in returns]
         rt.submit(spec)
         del keep

@@ -118,12 +118,12 @@ def write_head_file(address: str, session_dir: str) -> str:
     return path
 
 
-def live_heads() -> list[dict]:
+def live_heads(prefix: str = "head_") -> list[dict]:
     """Heads started by this user on this machine, newest first."""
     heads = []
     root = sessions_root()
     for name in os.listdir(root):
-        if name.startswith("head_") and name.endswith(".json"):
+        if name.startswith(prefix) and name.endswith(".json"):
             try:
                 with open(os.path.join(root, name)) as f:
                     info = json.load(f)
@@ -133,3 +133,8 @@ def live_heads() -> list[dict]:
                 info["file"] = os.path.join(root, name)
                 heads.append(info)
     return sorted(heads, key=lambda h: -os.path.getmtime(h["file"]))
+
+
+def live_nodes() -> list[dict]:
+    """Nodes (``miniray start --address``) started by this user on this machine."""
+    return live_heads("node_")

@@ -43,11 +43,10 @@ def _parser():
 
 def start(argv) -> int:
     args = _parser().parse_args(argv)
-    if args.address and not args.head:
-        print("miniray start --address: joining a second node is not available in this version yet; "
-              "the head runs every task. Start only the head.", file=sys.stderr)
+    if args.head and args.address:
+        print("miniray start: give either --head or --address, not both.", file=sys.stderr)
         return 2
-    if not args.head:
+    if not args.head and not args.address:
         print("miniray start: give --head (start a head) or --address HOST:PORT (join one).", file=sys.stderr)
         return 2
     try:
@@ -58,13 +57,16 @@ def start(argv) -> int:
               file=sys.stderr)
         return 2
     if not args.block:
-        return _daemonize(argv)
+        return _daemonize(argv, "node" if args.address else "head")
+    if args.address:
+        from miniray.cluster.agent import run_agent
+        return run_agent(args, resources)
     return run_head(args, resources)
 
 
-def _daemonize(argv) -> int:
+def _daemonize(argv, kind="head") -> int:
     root = session.sessions_root()
-    log = os.path.join(root, f"head-{time.strftime('%Y%m%d-%H%M%S')}.log")
+    log = os.path.join(root, f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log")
     before = {h["pid"] for h in session.live_heads()}
     with open(log, "ab") as out:
         proc = subprocess.Popen([sys.executable, "-m", "miniray.cli", "start", *argv, "--block"],
@@ -72,6 +74,9 @@ def _daemonize(argv) -> int:
                                 start_new_session=True)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
+        if kind == "node" and os.path.exists(os.path.join(root, f"node_{proc.pid}.json")):
+            print(f"miniray node joined the head (pid {proc.pid}); log: {log}")
+            return 0
         heads = [h for h in session.live_heads() if h["pid"] == proc.pid and h["pid"] not in before]
         if heads:
             _print_started(heads[0]["address"], heads[0]["session_dir"])
@@ -133,9 +138,9 @@ def run_head(args, resources) -> int:
 
 
 def stop(argv) -> int:
-    heads = session.live_heads()
+    heads = session.live_nodes() + session.live_heads()
     if not heads:
-        print("miniray stop: no miniray head of yours is running on this machine.")
+        print("miniray stop: no miniray head or node of yours is running on this machine.")
         return 0
     for h in heads:
         try:
@@ -148,7 +153,8 @@ def stop(argv) -> int:
             time.sleep(0.05)
         if _alive(h["pid"]):
             os.kill(h["pid"], signal.SIGKILL)
-        print(f"stopped the head at {h['address']} (pid {h['pid']})")
+        what = "node joined to" if "node_id" in h else "head at"
+        print(f"stopped the {what} {h['address']} (pid {h['pid']})")
     return 0
 
 

@@ -121,7 +121,7 @@ class ActorTable:
                 continue
             actor.inflight[spec.task_id] = spec
             wc = node.conns[actor.worker]
-            descs = {o: node.store.read_for(o, actor.worker) for o in set(spec.deps)}
+            descs = node.descs_for(wc, spec.deps)
             wc.deliver([("exec", spec, None, descs, [])])
 
     def object_ready(self, oid):

@@ -59,6 +59,8 @@ class WorkerConn:
         self.conn, self.reader = Connection(sock), FrameReader(sock)
         self.holder, self.pid, self.outbox, self.fns = None, None, [], set()
         self.is_driver = False
+        self.remote = False        # a worker on another node: send it copies, not shm descriptors
+        self.node = None           # an agent: the node id it speaks for
 
     def deliver(self, items):
         self.outbox.extend(items)
@@ -80,14 +82,17 @@ class LocalClient:
 class Node:
     def __init__(self, *, session_dir, node_id, total, store, events, num_workers, inline_max):
         self.session_dir, self.node_id, self.store, self.events = session_dir, node_id, store, events
-        self.state = S.new_state(total)
+        self.state = S.new_state(total, node_id)
+        self.peers: dict[str, WorkerConn] = {}      # node_id -> the agent of a joined node
+        self.dead_nodes: dict[str, dict] = {}
         self.actors = ActorTable(self)
         self.num_workers, self.inline_max = max(1, num_workers), inline_max
         self.functions: dict[str, bytes] = {}
         self.procs: dict[str, subprocess.Popen] = {}
         self.conns: dict[str, WorkerConn] = {}
         self.clients: dict[str, object] = {}
-        self.drivers: dict[str, WorkerConn] = {}     # drivers connected over TCP
+        self.drivers: dict[str, WorkerConn] = {}     # drivers (and node agents) connected over TCP
+        self.node_info: dict[str, dict] = {}
         self.tcp_listener, self.token = None, b""
         self.inbox: deque = deque()
         self.waiters: dict[str, list] = {}        # oid -> [Waiter] of gets and waits not yet answered
@@ -214,11 +219,17 @@ class Node:
                 if item[0] == "hello_driver":
                     self._driver_hello(wc, item[1])
                     continue
+                if item[0] == "hello_node":
+                    self._node_hello(wc, *item[1:])
+                    continue
                 if item[0] != "hello":
                     self._guarded(self._handle, wc, item)
                     continue
                 if item[0] == "hello":
                     wc.holder, wc.pid = item[1], item[2]
+                    if len(item) > 3 and item[3] != self.node_id:      # a worker of a joined node
+                        wc.remote = True
+                        self.state.workers[wc.holder] = S.Slot(node=item[3])
                     self.conns[wc.holder] = wc
                     self.clients[wc.holder] = wc
                     slot = self.state.workers.get(wc.holder)
@@ -308,7 +319,7 @@ class Node:
             self.actors.enqueue(spec)
             return
         need = S.placement_need(spec)
-        if not S.feasible(self.state.total, need):
+        if not S.feasible(self.state, need):
             key = (spec.name, tuple(sorted(need.items())))
             if key not in self.warned:
                 self.warned.add(key)
@@ -338,15 +349,27 @@ class Node:
         self._grow_pool()
 
     def _grow_pool(self):
+        """A ready call fits a node whose workers are all busy or blocked: start one more there."""
         st = self.state
-        if not st.ready or any(s.state in ("idle", "starting") for s in st.workers.values()):
+        if not st.ready:
             return
         spec = st.specs.get(st.ready[0])
-        if spec is None or not S.fits(st.available, S.placement_need(spec)):
+        if spec is None:
             return
-        pool = sum(s.state != "actor" for s in st.workers.values())
-        if pool < 4 * self.num_workers + 64:
-            self._spawn()
+        need = S.placement_need(spec)
+        for node_id, res in st.nodes.items():
+            if not S.fits(res["available"], need):
+                continue
+            slots = [s for s in st.workers.values() if s.node == node_id]
+            if any(s.state in ("idle", "starting") for s in slots):
+                return
+            if sum(s.state != "actor" for s in slots) >= 4 * int(res["total"].get("CPU", 1)) + 64:
+                continue
+            if node_id == self.node_id:
+                self._spawn()
+            elif node_id in self.peers:
+                self.peers[node_id].deliver([("spawn",)])
+            return
 
     def _send_exec(self, tid, wid):
         try:
@@ -368,12 +391,41 @@ class Node:
                                       error="dependency failed"), worker=wid)
             return
         wc = self.conns[wid]
-        descs = {o: self.store.read_for(o, wid) for o in set(spec.deps)}
+        descs = self.descs_for(wc, spec.deps)
         blob = None
         if spec.fn_id not in wc.fns and spec.type != "actor_method":
             blob = self.functions[spec.fn_id]
             wc.fns.add(spec.fn_id)
         wc.deliver([("exec", spec, blob, descs, self.state.workers[wid].gpus)])
+
+    def descs_for(self, wc, oids) -> dict:
+        """Argument descriptors for a worker: shared memory here, copies for another node's worker."""
+        if wc.remote:
+            return {o: self.store.read_inline(o) for o in set(oids)}
+        return {o: self.store.read_for(o, wc.holder) for o in set(oids)}
+
+    def _node_hello(self, wc, node_id, ip, total):
+        """A node joined: its resources join the cluster; its workers connect on their own."""
+        wc.holder, wc.node, wc.is_driver = f"node-{node_id[:8]}", node_id, True
+        self.peers[node_id] = wc
+        self.drivers[wc.holder] = wc
+        self.node_info[node_id] = {"ip": ip, "joined": time.time()}
+        S.add_node(self.state, node_id, total)
+        wc.deliver([("welcome_node", self.node_id)])
+
+    def _node_gone(self, wc):
+        """A node's agent disconnected: the node is dead; its workers' calls are retried elsewhere."""
+        node_id = wc.node
+        self.peers.pop(node_id, None)
+        self.drivers.pop(wc.holder, None)
+        res = self.state.nodes.get(node_id, {"total": {}})
+        self.dead_nodes[node_id] = {"total": dict(res["total"]), **self.node_info.get(node_id, {})}
+        S.remove_node(self.state, node_id)
+        for wid, slot in list(self.state.workers.items()):
+            if slot.node == node_id and wid in self.conns:
+                self._worker_died(self.conns[wid])
+            elif slot.node == node_id:
+                S.worker_gone(self.state, wid)
 
     def _spawn(self):
         self._seq += 1
@@ -390,7 +442,7 @@ class Node:
             os.set_blocking(pipe.fileno(), False)
             self.selector.register(pipe, selectors.EVENT_READ,
                                    lambda f, w=wid, p=proc.pid, k=sink: self._forward(f, w, p, k))
-        self.state.workers[wid] = S.Slot()
+        self.state.workers[wid] = S.Slot(node=self.node_id)
         return wid
 
     def _forward(self, pipe, wid, pid, sink):
@@ -485,6 +537,9 @@ class Node:
         wc.conn.close()
         wid = wc.holder
         if wid is None:
+            return
+        if wc.node is not None:
+            self._node_gone(wc)
             return
         if wc.is_driver:
             self._driver_gone(wc)
@@ -618,11 +673,17 @@ class Node:
         client.deliver([("reply", rid, True, None)])
 
     def _kill_worker(self, wid):
+        """SIGKILL a worker here; a worker on another node is cut off, and exits at once."""
         proc = self.procs.get(wid)
         if proc is not None:
             try:
                 proc.kill()
             except ProcessLookupError:
+                pass
+        elif wid in self.conns:
+            try:
+                self.conns[wid].conn.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
                 pass
 
     def _req_resources(self, client, rid):
@@ -644,6 +705,18 @@ class Node:
 
     def _req_summary(self, client, rid):
         client.deliver([("reply", rid, True, self.store.summary())])
+
+    def _req_nodes(self, client, rid):
+        out = [{"NodeID": self.node_id, "Alive": True, "NodeManagerAddress": getattr(self, "node_ip", "127.0.0.1"),
+                "Resources": dict(self.state.nodes[self.node_id]["total"])}]
+        for node_id, res in self.state.nodes.items():
+            if node_id != self.node_id:
+                out.append({"NodeID": node_id, "Alive": True, "Resources": dict(res["total"]),
+                            "NodeManagerAddress": self.node_info.get(node_id, {}).get("ip", "?")})
+        for node_id, info in self.dead_nodes.items():
+            out.append({"NodeID": node_id, "Alive": False, "Resources": info["total"],
+                        "NodeManagerAddress": info.get("ip", "?")})
+        client.deliver([("reply", rid, True, out)])
 
     def _req_events(self, client, rid, since):
         client.deliver([("reply", rid, True, self.events.since(since))])

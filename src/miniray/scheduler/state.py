@@ -4,7 +4,10 @@ No threads, no sockets, no processes: the node's main loop calls these and carri
 return, and the tests drive them by hand and compare dicts (STYLE 3, after ``dask/local.py``).
 
 State
-    total, available   resource name → amount ("CPU", "GPU", "memory", custom names)
+    total, available   resource name → amount ("CPU", "GPU", "memory", custom names), cluster-wide
+    nodes              node_id → {"total": {...}, "available": {...}}: what placement checks; a call
+                       runs on one node, so it must fit that node (DEFAULT packs the first node that
+                       fits, the head first; SPREAD picks the node with the most CPU free)
     gpus_free          GPU ids not handed to any task or actor
     specs              task_id → TaskSpec, for every task the node still owns
     waiting            task_id → set of dependency object ids not yet ready
@@ -31,6 +34,7 @@ SCAN = 2000           # how far down the ready queue one scheduling pass looks
 
 @dataclass
 class Slot:
+    node: str = ""
     state: str = "starting"
     queue: list = field(default_factory=list)
     held: dict = field(default_factory=dict)
@@ -50,31 +54,78 @@ class State:
     workers: dict = field(default_factory=dict)
     placed: dict = field(default_factory=dict)
     durations: dict = field(default_factory=dict)
+    nodes: dict = field(default_factory=dict)
+    head: str = ""
 
 
-def new_state(total: dict) -> State:
+def new_state(total: dict, node_id: str = "") -> State:
     gpus = list(range(int(total.get("GPU", 0))))
-    return State(total=dict(total), available=dict(total), gpus_free=gpus)
+    st = State(total=dict(total), available=dict(total), gpus_free=gpus, head=node_id)
+    st.nodes[node_id] = {"total": dict(total), "available": dict(total)}
+    return st
+
+
+def add_node(state: State, node_id: str, total: dict) -> None:
+    state.nodes[node_id] = {"total": dict(total), "available": dict(total)}
+    for k, v in total.items():
+        state.total[k] = state.total.get(k, 0.0) + v
+        state.available[k] = state.available.get(k, 0.0) + v
+
+
+def remove_node(state: State, node_id: str) -> None:
+    res = state.nodes.pop(node_id, None)
+    if res is None:
+        return
+    for k, v in res["total"].items():
+        state.total[k] = state.total.get(k, 0.0) - v
+        state.available[k] = state.available.get(k, 0.0) - res["available"].get(k, 0.0)
+        if state.total[k] <= 1e-9:
+            state.total.pop(k, None)
+            state.available.pop(k, None)
 
 
 def fits(available: dict, need: dict) -> bool:
     return all(available.get(k, 0.0) >= v - 1e-9 for k, v in need.items() if v)
 
 
-def feasible(total: dict, need: dict) -> bool:
-    return fits(total, need)
+def feasible(state_or_total, need: dict) -> bool:
+    """Could some node ever run this (given every node's total)?"""
+    if isinstance(state_or_total, dict):
+        return fits(state_or_total, need)
+    return any(fits(n["total"], need) for n in state_or_total.nodes.values())
 
 
-def _acquire(state: State, need: dict) -> dict:
+def _acquire(state: State, need: dict, node: str = None) -> dict:
+    avail = state.nodes[node]["available"] if node in state.nodes else None
     for k, v in need.items():
         if v:
             state.available[k] = state.available.get(k, 0.0) - v
+            if avail is not None:
+                avail[k] = avail.get(k, 0.0) - v
     return {k: v for k, v in need.items() if v}
 
 
-def _release(state: State, held: dict) -> None:
+def _release(state: State, held: dict, node: str = None) -> None:
+    avail = state.nodes[node]["available"] if node in state.nodes else None
     for k, v in held.items():
         state.available[k] = state.available.get(k, 0.0) + v
+        if avail is not None:
+            avail[k] = avail.get(k, 0.0) + v
+
+
+def _pick_worker(state: State, idle: list, need: dict, spec):
+    """An idle worker on a node where ``need`` fits, by the call's scheduling strategy."""
+    fitting = [w for w in idle if fits(state.nodes.get(state.workers[w].node, {"available": state.available})
+                                       ["available"], need)]
+    if not fitting:
+        return None
+    if spec.options.get("strategy") == "SPREAD":
+        def free_cpu(w):
+            n = state.nodes.get(state.workers[w].node)
+            return -(n["available"].get("CPU", 0.0) / max(n["total"].get("CPU", 1.0), 1e-9)) if n else 0.0
+        return min(fitting, key=free_cpu)
+    head = [w for w in fitting if state.workers[w].node == state.head]
+    return (head or fitting)[-1]
 
 
 # -- tasks -------------------------------------------------------------------------------------
@@ -119,11 +170,11 @@ def assign(state: State) -> list:
         if spec is None:
             continue
         need = placement_need(spec)
-        wid = None
-        if idle and fits(state.available, need):
-            wid = idle.pop()
+        wid = _pick_worker(state, idle, need, spec) if idle else None
+        if wid is not None:
+            idle.remove(wid)
             slot = state.workers[wid]
-            slot.held = _acquire(state, need)
+            slot.held = _acquire(state, need, slot.node)
             ngpu = int(need.get("GPU", 0))
             slot.gpus, state.gpus_free = state.gpus_free[:ngpu], state.gpus_free[ngpu:]
             slot.state = "busy"
@@ -186,7 +237,7 @@ def task_done(state: State, tid: str, duration: float | None = None) -> str | No
 
 def _free_slot(state: State, slot: Slot) -> None:
     if slot.state != "blocked":
-        _release(state, slot.held)
+        _release(state, slot.held, slot.node)
     state.gpus_free.extend(slot.gpus)
     slot.held, slot.gpus = {}, []
 
@@ -195,11 +246,8 @@ def bind_actor(state: State, wid: str, actor_id: str, lifetime_need: dict) -> No
     """The worker now belongs to an actor: trade the placement resources for its lifetime ones."""
     slot = state.workers[wid]
     gpus = slot.gpus
-    _release(state, slot.held)
-    slot.held = _acquire(state, {k: v for k, v in lifetime_need.items() if k != "GPU"})
-    if "GPU" in lifetime_need:
-        slot.held["GPU"] = lifetime_need["GPU"]
-        state.available["GPU"] = state.available.get("GPU", 0.0) - lifetime_need["GPU"]
+    _release(state, slot.held, slot.node)
+    slot.held = _acquire(state, lifetime_need, slot.node)
     slot.gpus = gpus
     slot.state, slot.actor_id, slot.queue = "actor", actor_id, []
 
@@ -225,17 +273,17 @@ def worker_blocked(state: State, wid: str) -> None:
     """The worker waits in ``get``: release its CPUs so others can run meanwhile."""
     slot = state.workers[wid]
     if slot.state == "busy":
-        _release(state, slot.held)
+        _release(state, slot.held, slot.node)
         slot.state = "blocked"
 
 
 def worker_unblocked(state: State, wid: str) -> None:
     slot = state.workers.get(wid)
     if slot is not None and slot.state == "blocked":
-        _acquire(state, slot.held)  # may go briefly negative, as Ray allows
+        _acquire(state, slot.held, slot.node)  # may go briefly negative, as Ray allows
         slot.state = "busy" if slot.queue else "idle"
         if not slot.queue:
-            _release(state, slot.held)
+            _release(state, slot.held, slot.node)
             slot.held = {}
 
 
@@ -246,7 +294,7 @@ def worker_gone(state: State, wid: str) -> list:
         return []
     lost = list(slot.queue)
     if slot.state in ("busy", "actor"):
-        _release(state, slot.held)
+        _release(state, slot.held, slot.node)
     state.gpus_free.extend(slot.gpus)
     for tid in lost:
         state.placed.pop(tid, None)

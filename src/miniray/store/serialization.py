@@ -20,7 +20,10 @@ from __future__ import annotations
 
 import ctypes
 import io
+import os
 import pickle
+import sys
+import sysconfig
 import types
 import weakref
 from dataclasses import dataclass, field
@@ -83,6 +86,27 @@ def dumps(obj, protocol=5, buffer_callback=None) -> bytes:
     f = io.BytesIO()
     _Pickler(f, protocol=protocol, buffer_callback=buffer_callback).dump(obj)
     return f.getvalue()
+
+
+def dumps_code(obj, ship_module: bool) -> bytes:
+    """Pickle a function or class.  ``ship_module``: the workers may not see the caller's files
+    (a driver joined to a cluster), so a module that is not an installed package (a test file, a
+    script next to the notebook) travels by value, as ``__main__`` always does."""
+    module = sys.modules.get(getattr(obj, "__module__", ""), None)
+    path = getattr(module, "__file__", None) or ""
+    local = ship_module and module is not None and path and not any(
+        path.startswith(p) for p in _INSTALLED) and module.__name__ not in ("__main__", "miniray")
+    if local:
+        cloudpickle.register_pickle_by_value(module)
+    try:
+        return dumps(obj)
+    finally:
+        if local:
+            cloudpickle.unregister_pickle_by_value(module)
+
+
+_INSTALLED = tuple({sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")}
+                   | {os.path.dirname(os.path.dirname(os.path.abspath(__file__)))})
 
 
 def serialize(value) -> Serialized:

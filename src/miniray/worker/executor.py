@@ -294,7 +294,7 @@ class Executor:
         out = []
         for oid, v in zip(spec.returns, values):
             ser = serialize(v)
-            if ser.size <= self.rt.inline_max:
+            if ser.size <= self.rt.inline_max or self.rt.arena is None:   # remote: the head stores it
                 desc = ser.inline()
             else:
                 off = self.rt.request("alloc", ser.shm_size)

@@ -30,10 +30,27 @@ def _driver_alive(pid: int) -> bool:
     return pid_alive(pid)
 
 
+def _die_with_parent():
+    """Linux: get SIGKILL when the process that started us dies, even if the socket stays open."""
+    try:
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)   # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _read_loop(conn, rt, calls, executor, arena_path, session_dir, driver_pid):
     try:
         while True:
-            for item in conn.recv():
+            try:
+                items = conn.recv()
+            except (ConnectionClosed, OSError):
+                raise
+            except Exception:   # a frame we cannot decode: say so, keep serving the rest
+                import traceback
+                sys.stderr.write("miniray worker: could not decode a message:\n" + traceback.format_exc())
+                continue
+            for item in items:
                 kind = item[0]
                 if kind == "exec":
                     if executor.blocked and executor.sequential:
@@ -49,7 +66,7 @@ def _read_loop(conn, rt, calls, executor, arena_path, session_dir, driver_pid):
                     executor.cancel(item[1])
     except (ConnectionClosed, OSError):
         pass
-    if not _driver_alive(driver_pid):
+    if not _driver_alive(driver_pid) and arena_path != "-":
         try:
             os.unlink(arena_path)
         except FileNotFoundError:
@@ -84,17 +101,26 @@ def _flush_loop(rt, executor, stop):
 def main(argv=None):
     sock_path, wid, arena_path, capacity, session_dir, node_id, driver_pid, inline_max = (argv or sys.argv[1:])[:8]
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C in the terminal is the driver's business
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.connect(sock_path)
+    _die_with_parent()
+    if sock_path.startswith("tcp:"):               # a worker of a joined node: the head is remote
+        from miniray.transport import auth
+        host, port = sock_path[4:].rsplit(":", 1)
+        sock = socket.create_connection((host, int(port)))
+        auth.connect(sock, os.environ["MINIRAY_TOKEN"].encode())
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        arena = None
+    else:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.connect(sock_path)
+        arena = Arena.attach(arena_path, int(capacity))
     conn = Connection(sock)
-    arena = Arena.attach(arena_path, int(capacity))
     from miniray.runtime import Runtime, SocketTransport
     from miniray.worker.executor import Executor
 
     rt = Runtime(SocketTransport(conn), wid, node_id=node_id, job_id="01000000", arena=arena,
                  inline_max=int(inline_max), session_dir=session_dir)
     rt_mod._current = rt
-    conn.send([("hello", wid, os.getpid())])
+    conn.send([("hello", wid, os.getpid(), node_id)])
     calls: queue.SimpleQueue = queue.SimpleQueue()
     executor = Executor(rt, wid, node_id, calls)
     threading.Thread(target=_read_loop, daemon=True, name="miniray-reader",

@@ -1,0 +1,105 @@
+"""``miniray start --address HOST:PORT``: a node that joins a head and lends it its CPUs.
+
+    agent (this process) ──TCP+token──► head: ("hello_node", node_id, ip, total) ─► ("welcome_node")
+      │ starts N workers; each connects to the head itself (TCP + token) and says
+      │ ("hello", worker_id, pid, node_id), so the head schedules them like its own
+      │ ◄── ("spawn",) from the head when a call fits this node but all its workers are busy
+      ▼
+    head gone (EOF) or SIGTERM → workers are killed (they also die with the agent: PDEATHSIG) → exit
+
+Objects made here travel to the head's store as copies (this version has one object store per
+cluster, on the head; per-node stores with pull-based transfer are the next step, see
+cluster/__init__.py).
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import uuid
+
+import psutil
+
+from miniray import session
+from miniray.transport import auth
+from miniray.transport.framing import Connection, ConnectionClosed
+
+
+def run_agent(args, resources) -> int:
+    token = os.environ.get("MINIRAY_TOKEN")
+    if not token:
+        print("miniray start --address: set MINIRAY_TOKEN to the head's token (printed by "
+              "`miniray start --head`, or in its session directory's 'token' file).", file=sys.stderr)
+        return 2
+    host, _, port = args.address.rpartition(":")
+    try:
+        sock = socket.create_connection((host, int(port)), timeout=10)
+        auth.connect(sock, token.encode())
+    except (OSError, ValueError, auth.AuthenticationError) as err:
+        print(f"miniray start --address {args.address}: {err}", file=sys.stderr)
+        return 1
+    conn = Connection(sock)
+    node_id = uuid.uuid4().hex
+    ip = args.node_ip_address or "127.0.0.1"
+    cpus = args.num_cpus if args.num_cpus is not None else len(os.sched_getaffinity(0))
+    total = {"CPU": float(cpus), "memory": float(psutil.virtual_memory().total * 0.7),
+             f"node:{ip}": 1.0, f"node_id:{node_id}": 1000.0}
+    if args.num_gpus:
+        total["GPU"] = float(args.num_gpus)
+    total.update({k: float(v) for k, v in resources.items()})
+    conn.send([("hello_node", node_id, ip, total)])
+    conn.recv()
+    sdir = os.environ.get("MINIRAY_SESSION_DIR") or session.new_session_dir("node")
+    os.makedirs(sdir, mode=0o700, exist_ok=True)
+    info_file = os.path.join(session.sessions_root(), f"node_{os.getpid()}.json")
+    with open(info_file, "w") as f:
+        json.dump({"address": args.address, "pid": os.getpid(), "node_id": node_id, "ip": ip,
+                   "session_dir": sdir}, f)
+    workers: list[subprocess.Popen] = []
+    spawn = _spawner(args.address, node_id, sdir, token, workers)
+    for _ in range(max(1, int(cpus))):
+        spawn()
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: (stop.set(), sock.shutdown(socket.SHUT_RDWR)))
+    print(f"miniray node {node_id[:12]} ({ip}, {cpus} CPUs) joined the head at {args.address}", flush=True)
+    # Main loop
+    try:
+        while not stop.is_set():
+            for item in conn.recv():
+                if item[0] == "spawn":
+                    spawn()
+    except (ConnectionClosed, OSError):
+        pass
+    for w in workers:
+        if w.poll() is None:
+            w.kill()
+    for w in workers:
+        w.wait()
+    for path in (info_file,):
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+    if not os.environ.get("MINIRAY_SESSION_DIR"):
+        import shutil
+        shutil.rmtree(sdir, ignore_errors=True)
+    return 0
+
+
+def _spawner(address, node_id, sdir, token, workers):
+    count = [0]
+
+    def spawn():
+        count[0] += 1
+        wid = f"{node_id[:6]}-w{count[0]}"
+        env = dict(os.environ, MINIRAY_TOKEN=token, PYTHONUNBUFFERED="1",
+                   PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+        workers.append(subprocess.Popen(
+            [sys.executable, "-m", "miniray.worker.main", f"tcp:{address}", wid, "-", "0", sdir, node_id,
+             str(os.getpid()), str(100 * 1024)], env=env, stdin=subprocess.DEVNULL, start_new_session=True))
+    return spawn

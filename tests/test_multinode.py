@@ -1,0 +1,155 @@
+"""Two and three nodes on loopback (127.0.0.1-3), each a real process tree joined over TCP with the
+token: placement, SPREAD, custom resources, objects across nodes, node failure, status and stop."""
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+import psutil
+import pytest
+
+import miniray
+from miniray.cluster_utils import Cluster
+
+pytestmark = pytest.mark.timeout(120, method="signal")
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    c.add_node(num_cpus=2, resources={"big_box": 1})
+    c.add_node(num_cpus=1)
+    c.connect()
+    c.wait_for_nodes()
+    yield c
+    c.shutdown()
+    for node in [c.head] if c.head else []:
+        assert not psutil.pid_exists(node.pid)
+
+
+def node_of_this_call():
+    return miniray.get_runtime_context().get_node_id()
+
+
+@miniray.remote
+def where(delay=0.0):
+    time.sleep(delay)
+    return node_of_this_call()
+
+
+def test_three_nodes_with_their_own_ips_and_resources(cluster):
+    nodes = miniray.nodes()
+    assert len(nodes) == 3 and all(n["Alive"] for n in nodes)
+    assert sorted(n["NodeManagerAddress"] for n in nodes) == ["127.0.0.1", "127.0.0.2", "127.0.0.3"]
+    res = miniray.cluster_resources()
+    assert res["CPU"] == 4.0 and res["big_box"] == 1.0
+    assert all(res[f"node:127.0.0.{i}"] == 1.0 for i in (1, 2, 3))
+
+
+def test_spread_uses_every_node(cluster):
+    ids = miniray.get([where.options(scheduling_strategy="SPREAD").remote(0.3) for _ in range(8)])
+    assert set(ids) == {n["NodeID"] for n in miniray.nodes()}
+
+
+def test_default_packs_the_head_first(cluster):
+    head_id = next(n["NodeID"] for n in miniray.nodes() if n["NodeManagerAddress"] == "127.0.0.1")
+    assert miniray.get(where.remote()) == head_id
+
+
+def test_custom_resources_route_tasks_and_actors(cluster):
+    box = next(n["NodeID"] for n in miniray.nodes() if "big_box" in n["Resources"])
+    assert miniray.get(where.options(resources={"big_box": 1}).remote()) == box
+
+    @miniray.remote(resources={"big_box": 1})
+    class OnTheBox:
+        def node(self):
+            return node_of_this_call()
+
+        def pid(self):
+            return os.getpid()
+
+    actor = OnTheBox.remote()
+    assert miniray.get(actor.node.remote()) == box
+    # the handle works from a task on another node too
+    @miniray.remote(resources={"node:127.0.0.3": 0.1})
+    def ask(a):
+        return miniray.get(a.node.remote())
+
+    assert miniray.get(ask.remote(actor)) == box
+    miniray.kill(actor)      # it holds big_box for life; later tests need the box
+
+
+def test_an_object_made_on_one_node_is_read_on_another_and_by_the_driver(cluster):
+    @miniray.remote(resources={"big_box": 1})
+    def make():
+        return np.arange(2_000_000, dtype=np.int64)          # 16 MB, made on node B
+
+    @miniray.remote(resources={"node:127.0.0.3": 0.1})
+    def total(a):
+        return int(a.sum()), node_of_this_call()             # read on node C
+
+    ref = make.remote()
+    s, on = miniray.get(total.remote(ref))
+    assert s == sum(range(2_000_000))
+    assert miniray.get(ref)[-1] == 1_999_999                 # and by the driver
+    box = next(n["NodeID"] for n in miniray.nodes() if "big_box" in n["Resources"])
+    assert on not in (box,)
+
+
+def test_status_lists_every_node(cluster):
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-m", "miniray.cli", "status", "--address", cluster.address],
+                         capture_output=True, text=True, timeout=60,
+                         env=dict(os.environ, MINIRAY_TOKEN=cluster.token))
+    assert out.returncode == 0, out.stderr
+    for ip in ("127.0.0.1", "127.0.0.2", "127.0.0.3"):
+        assert ip in out.stdout
+    assert "big_box" in out.stdout
+
+
+def test_a_killed_node_is_marked_dead_and_its_tasks_run_elsewhere(cluster, tmp_path):
+    victim = cluster.add_node(num_cpus=1, resources={"doomed": 1, "shared": 1})
+    cluster.wait_for_nodes()
+    flag = tmp_path / "started"
+
+    @miniray.remote(resources={"shared": 1}, max_retries=2)
+    def slow(path):
+        open(path, "a").close()
+        time.sleep(3)
+        return node_of_this_call()
+
+    # only the victim has "shared" at first; a second node with it joins, then the victim dies
+    ref = slow.remote(str(flag))
+    deadline = time.monotonic() + 20
+    while not flag.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert flag.exists()
+    rescue = cluster.add_node(num_cpus=1, resources={"shared": 1})
+    victim_id = next(n["NodeID"] for n in miniray.nodes() if "doomed" in n["Resources"])
+    cluster.remove_node(victim)                                  # SIGKILL, like a crashed machine
+    assert miniray.get(ref, timeout=60) != victim_id             # retried on the rescue node
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        dead = [n for n in miniray.nodes() if n["NodeID"] == victim_id and not n["Alive"]]
+        if dead:
+            break
+        time.sleep(0.1)
+    assert dead, "the killed node is not marked dead"
+    assert "doomed" not in miniray.cluster_resources()
+    cluster.remove_node(rescue, allow_graceful=True)
+
+
+def test_objects_made_on_a_node_that_dies_survive(cluster):
+    n = cluster.add_node(num_cpus=1, resources={"short_lived": 1})
+    cluster.wait_for_nodes()
+
+    @miniray.remote(resources={"short_lived": 1})
+    def make():
+        return np.full(500_000, 7)
+
+    ref = make.remote()
+    miniray.wait([ref])
+    cluster.remove_node(n)
+    assert miniray.get(ref).sum() == 7 * 500_000     # objects live in the head's store
