@@ -359,3 +359,44 @@ def test_seed_examples_on_the_job_cluster(slurm_cluster, tmp_path, capsys):
     assert rc == 0, text
     assert "[0, 1, 4, 9]\n[2, 3, 4, 5]\n" in text
     assert wait_for(lambda: not job_processes(job_id), timeout=30)
+
+
+@pytest.mark.slurm
+@pytest.mark.skipif(not cluster_cli_available(),
+                    reason="needs the multi-node cluster CLI (`miniray start --head`), issue 5")
+def test_two_node_job_runs_tasks_on_both_nodes(slurm_cluster, tmp_path, capsys):
+    """A real 2-node job: the head on the first node, `miniray start --address` on the second (both
+    slurmd run on this machine), and the driver sees two nodes and uses both with SPREAD."""
+    (tmp_path / "job.py").write_text(textwrap.dedent("""\
+        import time
+        import miniray as ray
+        ray.init()                                   # joins the job's cluster (MINIRAY_ADDRESS)
+        @ray.remote(scheduling_strategy="SPREAD")
+        def where(i):
+            time.sleep(0.3)
+            return ray.get_runtime_context().get_node_id()
+        print("nodes:", sum(n["Alive"] for n in ray.nodes()))
+        print("used:", len(set(ray.get([where.remote(i) for i in range(8)]))))
+    """))
+    rc = main(["submit", "--nodes", "2", "--cpus-per-task", "1", "--job-name", JOB, "--output",
+               str(tmp_path / "out-%j.txt"), "--wait", "--", sys.executable, str(tmp_path / "job.py")])
+    job_id = re.search(r"submitted job (\d+)", capsys.readouterr().out).group(1)
+    text = (tmp_path / f"out-{job_id}.txt").read_text()
+    assert rc == 0, text
+    assert "nodes: 2" in text and "used: 2" in text, text
+    assert wait_for(lambda: not job_processes(job_id), timeout=30)
+
+
+@pytest.mark.slurm
+@pytest.mark.skipif(not cluster_cli_available(),
+                    reason="needs the multi-node cluster CLI (`miniray start --head`), issue 5")
+def test_two_real_jobs_on_one_node_do_not_collide(slurm_cluster, tmp_path):
+    """Two seed-example jobs at once, both forced onto n1: separate ports, tokens and sessions."""
+    (tmp_path / "job.py").write_text(SEED_JOB)
+    jobs = [submit([sys.executable, str(tmp_path / "job.py")], nodes=1, cpus_per_task=1,
+                   sbatch_options=["--nodelist=n1"],
+                   job_name=JOB, output=str(tmp_path / f"out{i}-%j.txt")) for i in range(2)]
+    codes = [job.wait(timeout=120) for job in jobs]
+    texts = [Path(job.output_path).read_text() for job in jobs]
+    assert codes == [0, 0], texts
+    assert all("[0, 1, 4, 9]\n[2, 3, 4, 5]\n" in t for t in texts), texts
