@@ -75,7 +75,8 @@ def _read_loop(conn, rt, calls, executor, arena_path, session_dir, driver_pid):
     os._exit(0)
 
 
-PREFAULT = 256 * 2**20   # the first worker faults in this much of the arena, off the hot path
+# the first worker faults in this much of the arena, off the hot path (MINIRAY_PREFAULT_MIB=0: none)
+PREFAULT = int(os.environ.get("MINIRAY_PREFAULT_MIB", "256")) * 2**20
 
 
 def _prefault(arena):
@@ -83,6 +84,8 @@ def _prefault(arena):
     (a fresh /dev/shm page costs ~8x a warm copy on a small VM).  The store allocates first-fit
     from the bottom, so these pages are the ones reused first."""
     length = min(PREFAULT, arena.capacity)
+    if length <= 0:
+        return
     try:
         arena.mmap.madvise(23, 0, length)   # MADV_POPULATE_WRITE (Linux 5.14+): the kernel does it
     except (OSError, ValueError, AttributeError):
