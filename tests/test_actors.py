@@ -11,6 +11,7 @@ import signal
 import threading
 import time
 
+import psutil
 import pytest
 
 import miniray
@@ -487,3 +488,47 @@ def test_actor_calls_in_event_log_and_timeline(rt):
     rows = {e["tid"] for e in trace if e.get("ph") == "X" and e["args"]["task_id"] in {s["task_id"] for s in subs}}
     assert len(rows) == 1, "an actor's calls share one row"
     ray.kill(c)
+
+
+# -- lifetime: an actor ends when its last handle is gone (Ray's rule) ------------------------------
+@pytest.mark.timeout(60, method="signal")
+def test_an_actor_ends_when_all_its_handles_are_gone_but_not_before_its_calls(rt):
+    import gc
+
+    @ray.remote
+    class Shortlived:
+        def pid(self):
+            return os.getpid()
+
+        def slow(self):
+            time.sleep(0.5)
+            return "done"
+
+    a = Shortlived.remote()
+    pid = ray.get(a.pid.remote())
+    del a
+    gc.collect()
+    deadline = time.monotonic() + 10
+    while psutil.pid_exists(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not psutil.pid_exists(pid)
+    # a temporary handle: the pending call still runs to the end
+    assert ray.get(Shortlived.remote().slow.remote(), timeout=30) == "done"
+    # actors holding a CPU for life give it back when dropped, so a loop of them never starves
+    @ray.remote(num_cpus=1)
+    class Holder:
+        def ping(self):
+            return 1
+
+    for _ in range(4):
+        h = Holder.remote()
+        assert ray.get(h.ping.remote(), timeout=30) == 1
+        del h
+    # named and detached actors stay
+    named = Shortlived.options(name="stays").remote()
+    npid = ray.get(named.pid.remote())
+    del named
+    gc.collect()
+    time.sleep(0.5)
+    assert ray.get(ray.get_actor("stays").pid.remote()) == npid
+    ray.kill(ray.get_actor("stays"))

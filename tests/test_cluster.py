@@ -139,12 +139,12 @@ def test_wrong_token_and_garbage_are_refused_and_the_head_keeps_serving(head, mo
     host, port = head["address"].rsplit(":", 1)
     for junk in (b"GET / HTTP/1.0\r\n\r\n", os.urandom(200), b""):
         with socket.create_connection((host, int(port)), timeout=5) as s:
-            s.sendall(junk)
-            s.shutdown(socket.SHUT_WR)
-            try:
+            try:                    # the head may hang up as soon as it reads a bad greeting
+                s.sendall(junk)
+                s.shutdown(socket.SHUT_WR)
                 reply = s.recv(100)
                 reply += s.recv(100)
-            except ConnectionResetError:
+            except OSError:
                 reply = b""
             assert len(reply) <= 32 + 2, reply     # at most the challenge, never data
     monkeypatch.setenv("MINIRAY_TOKEN", head["token"].decode())

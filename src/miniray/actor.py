@@ -125,10 +125,17 @@ class _BoundActor:
         return self._ac._remote(args, kwargs, self._opts)
 
 
+def handle_ref_id(actor_id: str) -> str:
+    """The id of the pseudo-object every handle of an actor holds a ref to: when no handle (and no
+    pending call) is left anywhere, the store tells the node, which ends the actor, as Ray does."""
+    return actor_id + "ah"
+
+
 class ActorHandle:
-    def __init__(self, state: dict):
+    def __init__(self, state: dict, _ref=None):
         self._state = state
         self._actor_id = state["actor_id"]
+        self._ref = _ref if _ref is not None else ObjectRef(handle_ref_id(self._actor_id))
 
     def __getattr__(self, name):
         if name.startswith("_"):
@@ -140,7 +147,7 @@ class ActorHandle:
         return ActorMethod(self, name, methods[name]["num_returns"])
 
     def __reduce__(self):
-        return (ActorHandle, (self._state,))
+        return (ActorHandle, (self._state, self._ref))   # the ref travels: counted as captured
 
     def __repr__(self):
         return f"Actor({self._state['class_name']}, {self._actor_id[:16]})"
@@ -171,6 +178,7 @@ class ActorMethod:
         n = self._num_returns
         tid = rt.new_task_id()
         returns = return_ids(tid, n)
+        nested = nested + (self._handle._ref._id,)      # a pending call keeps its actor alive
         spec = TaskSpec(tid, qual, "actor_method", self._name, desc, deps, nested, returns, n, {}, 0,
                         False, self._handle._actor_id, {}, call_site(), rt.holder)
         refs = [ObjectRef(oid) for oid in returns]

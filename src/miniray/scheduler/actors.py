@@ -152,6 +152,19 @@ class ActorTable:
                 self.calls.pop(tid, None)
                 self.node.fail(spec, exc.TaskCancelledError(tid))
 
+    def handles_gone(self, actor_id):
+        """No handle of this actor is left anywhere and no call is pending: end it, as Ray does,
+        unless it is named (get_actor can still find it) or detached."""
+        actor = self.actors.get(actor_id)
+        if actor is None or actor.state == DEAD or actor.key is not None:
+            return
+        if actor.spec.options.get("lifetime") == "detached":
+            return
+        self._die(actor, "all its handles went out of scope")
+        S.forget(self.node.state, actor.spec.task_id)
+        if actor.worker:
+            self.node._kill_worker(actor.worker)
+
     def owner_gone(self, holder):
         """A driver left: its actors die with it, unless they were created with lifetime="detached"."""
         for actor in list(self.actors.values()):

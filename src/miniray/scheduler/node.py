@@ -102,10 +102,12 @@ class Node:
         self.warned: set = set()
         self.submitted_at: dict[str, float] = {}
         self._partial: dict = {}                   # (pid, stream) -> bytes of an unfinished line
+        self._self_client = type("NodeItself", (), {"holder": "node", "deliver": lambda self, items: None})()
         self._seq = 0
         self._stopping = False
         self.wake_pending = False
         self.store.on_ready = self._object_ready
+        self.store.on_handles_gone = self._handles_gone
         self.sock_path = os.path.join(session_dir, "node.sock")
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.listener.bind(self.sock_path)
@@ -299,6 +301,8 @@ class Node:
         elif kind == "free_block":
             self.allocs.get(client.holder, set()).discard(item[1])
             self.store.arena.free(item[1])
+        elif kind == "handles_gone":
+            self.actors.handles_gone(item[1])
         elif kind == "requeue":
             S.hand_back(self.state, client.holder, item[1])
         elif kind == "req":
@@ -330,6 +334,11 @@ class Node:
                     "start miniray with more resources.", RuntimeWarning, stacklevel=2)
         unready = {o for o in spec.deps if not self.store.ready(o)}
         S.submit(self.state, spec, unready)
+
+    def _handles_gone(self, actor_id):
+        """Called under the store lock, maybe from the driver thread: let the node thread act."""
+        self.inbox.append((self._self_client, [("handles_gone", actor_id)]))
+        self.wake()
 
     def _object_ready(self, oid):
         S.object_ready(self.state, oid)

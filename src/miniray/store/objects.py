@@ -83,6 +83,7 @@ class ObjectStore:
         self.spilled_bytes = 0
         self.on_ready = None   # set by the node: called with each oid that became READY or FAILED
         self.watchers: dict = {}   # oid -> [_Watch]: the driver's gets, woken when all are ready
+        self.on_handles_gone = None   # set by the node: an actor has no handle and no pending call
 
     # -- creation ------------------------------------------------------------------------------
     def entry(self, oid: str) -> Entry:
@@ -238,7 +239,14 @@ class ObjectStore:
                     self._maybe_free(e)
 
     def _maybe_free(self, e: Entry) -> None:
-        if e.state in (PENDING, FREED) or e.refs or e.pins or e.uses > 0 or e.captured > 0:
+        if e.refs or e.pins or e.uses > 0 or e.captured > 0:
+            return
+        if e.state == PENDING and e.oid.endswith("ah") and self.entries.get(e.oid) is e:
+            del self.entries[e.oid]            # the last handle of an actor is gone
+            if self.on_handles_gone:
+                self.on_handles_gone(e.oid[:-2])
+            return
+        if e.state in (PENDING, FREED):
             return
         if e.state == READY and e.desc[0] == "shm":
             self.arena.free(block_of(e.desc))
@@ -302,7 +310,7 @@ class ObjectStore:
         with self.lock:
             out = []
             for e in self.entries.values():
-                if e.state == PENDING and not e.refs:
+                if e.state == PENDING and (not e.refs or e.oid.endswith("ah")):
                     continue
                 if e.pins:
                     kind = "PINNED_IN_MEMORY"
