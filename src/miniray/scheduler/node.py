@@ -93,6 +93,7 @@ class Node:
         self.clients: dict[str, object] = {}
         self.drivers: dict[str, WorkerConn] = {}     # drivers (and node agents) connected over TCP
         self.node_info: dict[str, dict] = {}
+        self.spawning: dict[str, int] = {}           # node_id -> workers asked of its agent, not yet here
         self.tcp_listener, self.token = None, b""
         self.inbox: deque = deque()
         self.waiters: dict[str, list] = {}        # oid -> [Waiter] of gets and waits not yet answered
@@ -232,6 +233,8 @@ class Node:
                     if len(item) > 3 and item[3] != self.node_id:      # a worker of a joined node
                         wc.remote = True
                         self.state.workers[wc.holder] = S.Slot(node=item[3])
+                        if self.spawning.get(item[3]):
+                            self.spawning[item[3]] -= 1
                     self.conns[wc.holder] = wc
                     self.clients[wc.holder] = wc
                     slot = self.state.workers.get(wc.holder)
@@ -370,13 +373,14 @@ class Node:
             if not S.fits(res["available"], need):
                 continue
             slots = [s for s in st.workers.values() if s.node == node_id]
-            if any(s.state in ("idle", "starting") for s in slots):
+            if any(s.state in ("idle", "starting") for s in slots) or self.spawning.get(node_id):
                 return
             if sum(s.state != "actor" for s in slots) >= 4 * int(res["total"].get("CPU", 1)) + 64:
                 continue
             if node_id == self.node_id:
                 self._spawn()
             elif node_id in self.peers:
+                self.spawning[node_id] = self.spawning.get(node_id, 0) + 1   # until its hello
                 self.peers[node_id].deliver([("spawn",)])
             return
 
@@ -523,6 +527,11 @@ class Node:
         """A call is over for good: seal its values, release its arguments, log it."""
         if seal:
             for oid, desc, contained in result.values:
+                if desc[0] == "inline" and desc_size(desc) > self.inline_max:   # from another node
+                    ser = Serialized(desc[1], [memoryview(b).cast("B") for b in desc[2]], list(contained))
+                    self.store.put_serialized(oid, ser, self.inline_max, call_site=spec.call_site,
+                                              task_id=spec.task_id)
+                    continue
                 self.store.seal(oid, desc, contained, call_site=spec.call_site, task_id=spec.task_id,
                                 failed=desc[0] == "error")
         self.store.use(spec.deps + spec.nested, -1)
