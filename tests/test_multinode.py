@@ -93,6 +93,8 @@ def test_an_object_made_on_one_node_is_read_on_another_and_by_the_driver(cluster
     s, on = miniray.get(total.remote(ref))
     assert s == sum(range(2_000_000))
     assert miniray.get(ref)[-1] == 1_999_999                 # and by the driver
+    listed = {o["object_id"]: o for o in miniray.util.state.list_objects()}
+    assert listed[ref.hex()]["location"] == "shared_memory"  # streamed into the head's store
     box = next(n["NodeID"] for n in miniray.nodes() if "big_box" in n["Resources"])
     assert on not in (box,)
 

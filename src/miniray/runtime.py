@@ -222,12 +222,31 @@ class Runtime:
         if self.store is not None:     # the driver: write into the store directly
             self.store.put_serialized(oid, ser, self.inline_max, call_site=site, pid=os.getpid())
             return
-        if ser.size <= self.inline_max or self.arena is None:   # no arena: the head stores it
+        if ser.size <= self.inline_max:
             desc = ser.inline()
+        elif self.arena is None:          # another machine: stream it into the head's store
+            desc = self.send_to_head_store(ser)
         else:
             off = self.request("alloc", ser.shm_size)
             desc = ser.write_shm(self.arena.view(off, ser.shm_size), off)
         self.send([("put", oid, desc, ser.contained, site)])
+
+    def send_to_head_store(self, ser) -> tuple:
+        """For a process that cannot map the head's arena: reserve a block there, then send the
+        object in 4 MiB pieces written straight into it, so no process holds the whole thing twice.
+        Byte layout as in store/serialization.py: meta, then each buffer at a 64-byte boundary."""
+        from miniray.store.arena import _round
+        off = self.request("alloc", ser.shm_size)
+        pieces, pos = [(0, memoryview(ser.meta))], len(ser.meta)
+        for b in ser.buffers:
+            pos = _round(pos)
+            pieces.append((pos, b))
+            pos += b.nbytes
+        chunk = 4 << 20
+        for start, mv in pieces:
+            for i in range(0, mv.nbytes, chunk):
+                self.send([("write", off + start + i, bytes(mv[i:i + chunk]))])
+        return ("shm", off, len(ser.meta), tuple(b.nbytes for b in ser.buffers))
 
     def get_descs(self, oids: list, timeout):
         store = self.store

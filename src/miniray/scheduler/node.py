@@ -241,6 +241,10 @@ class Node:
                     if slot is not None and slot.state == "starting":
                         slot.state = "idle"
 
+    def _owns_block(self, holder, off, n) -> bool:
+        used = self.store.arena._used
+        return any(b <= off and off + n <= b + used.get(b, 0) for b in self.allocs.get(holder, ()))
+
     def _driver_hello(self, wc, pid):
         self._seq += 1
         wc.holder, wc.pid, wc.is_driver = f"d{self._seq}", pid, True
@@ -299,6 +303,11 @@ class Node:
                 self.store.put_serialized(oid, ser, self.inline_max, call_site=call_site, pid=client.pid or 0)
                 return
             self.store.seal(oid, desc, contained, call_site=call_site, pid=getattr(client, "pid", 0) or 0)
+        elif kind == "write":                 # a piece of an object streamed from another node
+            _, off, data = item
+            if not self._owns_block(client.holder, off, len(data)):
+                raise ValueError(f"{client.holder} wrote outside the blocks it was given")
+            self.store.arena.view(off, len(data))[:] = data
         elif kind == "pin":
             self.store.pin(item[1], client.holder, +1)
         elif kind == "free_block":

@@ -294,8 +294,10 @@ class Executor:
         out = []
         for oid, v in zip(spec.returns, values):
             ser = serialize(v)
-            if ser.size <= self.rt.inline_max or self.rt.arena is None:   # remote: the head stores it
+            if ser.size <= self.rt.inline_max:
                 desc = ser.inline()
+            elif self.rt.arena is None:        # a worker on another node: stream it into the head's store
+                desc = self.rt.send_to_head_store(ser)
             else:
                 off = self.rt.request("alloc", ser.shm_size)
                 desc = ser.write_shm(self.rt.arena.view(off, ser.shm_size), off)
