@@ -287,7 +287,31 @@ class Runtime:
         from miniray.store.serialization import deserialize
         if desc[0] == "shm":
             return deserialize(desc, self.arena, lambda: self.unpin(oid))
+        if desc[0] == "pull":
+            return self._pull(oid, desc)
         return deserialize(desc)
+
+    def _pull(self, oid, desc):
+        """An object in another node's store: read it in 4 MiB pieces into one local buffer (never
+        the whole thing twice), then build the value on that buffer; release the remote pin."""
+        import pickle
+        from miniray.store.arena import _round
+        _, off, meta_len, lens = desc[:4]
+        total = _round(meta_len) + sum(_round(n) for n in lens)
+        buf = bytearray(total)
+        chunk = 4 << 20
+        try:
+            for i in range(0, total, chunk):
+                n = min(chunk, total - i)
+                buf[i:i + n] = self.request("read", oid, off + i, n)
+        finally:
+            self.unpin(oid)
+        view, buffers, pos = memoryview(buf), [], meta_len
+        for n in lens:
+            pos = _round(pos)
+            buffers.append(view[pos:pos + n].toreadonly())
+            pos += n
+        return pickle.loads(view[:meta_len], buffers=buffers)
 
     def get(self, oids: list, timeout=None) -> list:
         descs = self.get_descs(oids, timeout)

@@ -32,6 +32,7 @@ from collections import deque
 from miniray import exceptions as exc
 from miniray.scheduler import state as S
 from miniray.scheduler.actors import ActorTable
+from miniray.store.objects import _shm_extent as _extent
 from miniray.store.objects import block_of
 from miniray.store.serialization import Serialized, desc_size
 from miniray.transport.framing import Connection, ConnectionClosed, FrameReader
@@ -421,10 +422,22 @@ class Node:
         wc.deliver([("exec", spec, blob, descs, self.state.workers[wid].gpus)])
 
     def descs_for(self, wc, oids) -> dict:
-        """Argument descriptors for a worker: shared memory here, copies for another node's worker."""
+        """Argument descriptors for a worker.  Another node's worker cannot map this arena: it gets
+        ("pull", ...) for big objects, pinned for it, and reads them in pieces (``_req_read``)."""
+        descs = {o: self.store.read_for(o, wc.holder) for o in set(oids)}
         if wc.remote:
-            return {o: self.store.read_inline(o) for o in set(oids)}
-        return {o: self.store.read_for(o, wc.holder) for o in set(oids)}
+            descs = {o: ("pull",) + d[1:] if d[0] == "shm" else d for o, d in descs.items()}
+        return descs
+
+    def _req_read(self, client, rid, oid, off, n):
+        """A piece of an object this client has pinned (another node pulling an argument)."""
+        e = self.store.entries.get(oid)
+        if e is None or client.holder not in e.pins or e.desc[0] != "shm":
+            raise ValueError(f"{client.holder} may not read {oid}: it holds no pin on it")
+        start = e.desc[1]
+        if not (start <= off and off + n <= start + _extent(e.desc)):
+            raise ValueError("read outside the object")
+        client.deliver([("reply", rid, True, bytes(self.store.arena.view(off, n)))])
 
     def _node_hello(self, wc, node_id, ip, total):
         """A node joined: its resources join the cluster; its workers connect on their own."""
