@@ -155,3 +155,24 @@ def test_objects_made_on_a_node_that_dies_survive(cluster):
     miniray.wait([ref])
     cluster.remove_node(n)
     assert miniray.get(ref).sum() == 7 * 500_000     # objects live in the head's store
+
+
+def test_a_frozen_node_is_declared_dead_by_missed_heartbeats(cluster):
+    """SIGSTOP keeps the node's connection open but silences it: the head must notice anyway."""
+    import signal
+    frozen = cluster.add_node(num_cpus=1, resources={"frozen": 1})
+    cluster.wait_for_nodes()
+    node_id = next(n["NodeID"] for n in miniray.nodes() if "frozen" in n["Resources"] and n["Alive"])
+    os.kill(frozen.pid, signal.SIGSTOP)
+    try:
+        deadline = time.monotonic() + 15
+        dead = False
+        while time.monotonic() < deadline and not dead:
+            dead = any(n["NodeID"] == node_id and not n["Alive"] for n in miniray.nodes())
+            time.sleep(0.2)
+        assert dead, "the silent node was not declared dead within 15 s"
+        assert "frozen" not in miniray.cluster_resources()
+        assert miniray.get(where.remote()) != node_id
+    finally:
+        os.kill(frozen.pid, signal.SIGCONT)
+        cluster.remove_node(frozen)

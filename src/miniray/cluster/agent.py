@@ -4,6 +4,7 @@
       │ starts N workers; each connects to the head itself (TCP + token) and says
       │ ("hello", worker_id, pid, node_id), so the head schedules them like its own
       │ ◄── ("spawn",) from the head when a call fits this node but all its workers are busy
+      │ ──► ("heartbeat",) every second; a head that hears nothing for 5 s declares the node dead
       ▼
     head gone (EOF) or SIGTERM → workers are killed (they also die with the agent: PDEATHSIG) → exit
 
@@ -66,6 +67,7 @@ def run_agent(args, resources) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: (stop.set(), sock.shutdown(socket.SHUT_RDWR)))
+    threading.Thread(target=_heartbeat, args=(conn, stop), daemon=True, name="miniray-heartbeat").start()
     print(f"miniray node {node_id[:12]} ({ip}, {cpus} CPUs) joined the head at {args.address}", flush=True)
     # Main loop
     try:
@@ -89,6 +91,17 @@ def run_agent(args, resources) -> int:
         import shutil
         shutil.rmtree(sdir, ignore_errors=True)
     return 0
+
+
+HEARTBEAT = 1.0     # seconds between beats; the head declares a node dead after HEAD_TIMEOUT silent
+
+
+def _heartbeat(conn, stop):
+    while not stop.wait(HEARTBEAT):
+        try:
+            conn.send([("heartbeat",)])
+        except OSError:
+            return
 
 
 def _spawner(address, node_id, sdir, token, workers):

@@ -95,6 +95,7 @@ class Node:
         self.drivers: dict[str, WorkerConn] = {}     # drivers (and node agents) connected over TCP
         self.node_info: dict[str, dict] = {}
         self.spawning: dict[str, int] = {}           # node_id -> workers asked of its agent, not yet here
+        self.beats: dict[str, float] = {}            # node_id -> when its agent last said it is alive
         self.tcp_listener, self.token = None, b""
         self.inbox: deque = deque()
         self.waiters: dict[str, list] = {}        # oid -> [Waiter] of gets and waits not yet answered
@@ -149,6 +150,7 @@ class Node:
                 self._guarded(self.pull_refs)
             self._guarded(self._drain_inbox)
             self._guarded(self._expire_waiters)
+            self._guarded(self._check_heartbeats)
             self._guarded(self._schedule)
             self._guarded(self._flush)
 
@@ -242,6 +244,20 @@ class Node:
                     if slot is not None and slot.state == "starting":
                         slot.state = "idle"
 
+    NODE_TIMEOUT = 5.0      # seconds without a heartbeat before a node is declared dead
+
+    def _check_heartbeats(self):
+        now = time.monotonic()
+        for node_id, wc in list(self.peers.items()):
+            if now - self.beats.get(node_id, now) > self.NODE_TIMEOUT:
+                sys.stderr.write(f"miniray head: node {node_id[:12]} missed its heartbeats for "
+                                 f"{self.NODE_TIMEOUT:.0f} s; marking it dead\n")
+                try:
+                    wc.conn.sock.shutdown(socket.SHUT_RDWR)   # the EOF takes the usual path
+                except OSError:
+                    pass
+                self.beats[node_id] = float("inf")
+
     def _owns_block(self, holder, off, n) -> bool:
         used = self.store.arena._used
         return any(b <= off and off + n <= b + used.get(b, 0) for b in self.allocs.get(holder, ()))
@@ -304,6 +320,9 @@ class Node:
                 self.store.put_serialized(oid, ser, self.inline_max, call_site=call_site, pid=client.pid or 0)
                 return
             self.store.seal(oid, desc, contained, call_site=call_site, pid=getattr(client, "pid", 0) or 0)
+        elif kind == "heartbeat":
+            if client.node is not None and self.beats.get(client.node) != float("inf"):
+                self.beats[client.node] = time.monotonic()
         elif kind == "write":                 # a piece of an object streamed from another node
             _, off, data = item
             if not self._owns_block(client.holder, off, len(data)):
@@ -446,6 +465,7 @@ class Node:
         self.drivers[wc.holder] = wc
         self.node_info[node_id] = {"ip": ip, "joined": time.time()}
         S.add_node(self.state, node_id, total)
+        self.beats[node_id] = time.monotonic()
         wc.deliver([("welcome_node", self.node_id)])
 
     def _node_gone(self, wc):
@@ -681,6 +701,8 @@ class Node:
     def _next_deadline(self):
         if self.inbox:
             return 0
+        if self.peers:
+            return 1.0          # wake at least once a second to check the nodes' heartbeats
         live = [w.deadline for w in self.timed if not w.answered]
         return None if not live else max(0.0, min(live) - time.monotonic())
 
