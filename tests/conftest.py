@@ -59,7 +59,6 @@ def no_leftovers():
 
     if miniray.is_initialized():
         miniray.shutdown()
-        pytest.fail("a test module left miniray initialized; it must call miniray.shutdown()")
     left = wait_until(lambda: not _children(), timeout=10)
     procs = _children()
     for p in procs:
@@ -67,6 +66,26 @@ def no_leftovers():
     assert left, f"processes left behind: {[(p.pid, p.cmdline()[:4]) for p in procs]}"
     leaked = wait_until(lambda: not (_our_shm() - shm_before), timeout=10)
     assert leaked, f"/dev/shm segments left behind: {sorted(_our_shm() - shm_before)}"
+
+
+@pytest.fixture
+def rt():
+    """A two-CPU runtime shared by the tests of a module: started on first use (and again after a
+    test that needed its own); ``module_runtime_shutdown`` stops it when the module ends."""
+    import miniray
+
+    if not miniray.is_initialized():
+        miniray.init(num_cpus=2)
+    return miniray
+
+
+@pytest.fixture(autouse=True, scope="module")
+def module_runtime_shutdown(no_leftovers):
+    """Shut down whatever runtime a module's tests shared, before ``no_leftovers`` looks."""
+    yield
+    import miniray
+
+    miniray.shutdown()
 
 
 @pytest.fixture

@@ -24,20 +24,6 @@ from helpers import alive, driver_script, shm_of, start_driver, wait_until
 pytestmark = pytest.mark.timeout(60, method="signal")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _shutdown_at_module_end():
-    yield
-    miniray.shutdown()
-
-
-@pytest.fixture
-def rt():
-    """The module's shared two-CPU runtime, started on first use (and again after a subprocess test)."""
-    if not miniray.is_initialized():
-        miniray.init(num_cpus=2)
-    return miniray
-
-
 def _touch(path, text=""):
     with open(path, "a") as f:
         f.write(text)

@@ -20,12 +20,6 @@ MiB = 2**20
 STORE = 300 * MiB
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _shutdown_at_module_end():
-    yield
-    miniray.shutdown()
-
-
 @pytest.fixture
 def own_store():
     """A 300 MiB store of this test's own, so that a runtime it breaks does not break the next test."""

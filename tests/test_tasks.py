@@ -26,20 +26,6 @@ pytestmark = pytest.mark.timeout(60, method="signal")
 
 
 # -- runtimes ------------------------------------------------------------------------------------------
-@pytest.fixture(scope="module", autouse=True)
-def _shutdown_at_module_end():
-    yield
-    miniray.shutdown()
-
-
-@pytest.fixture
-def rt():
-    """The module's shared two-CPU runtime, started on first use (and again after a ``fresh`` test)."""
-    if not miniray.is_initialized():
-        miniray.init(num_cpus=2)
-    return miniray
-
-
 @pytest.fixture
 def fresh():
     """``fresh(**init_kwargs)``: a runtime of one's own for this test, shut down afterwards."""
