@@ -18,6 +18,7 @@ import json
 import os
 import platform
 import queue
+import sys
 import subprocess
 import tempfile
 import threading
@@ -216,6 +217,37 @@ def machine_info() -> dict:
 
 def today() -> str:
     return datetime.date.today().isoformat()
+
+
+def common_args(p, systems) -> None:
+    """The options every benchmark script takes: which systems, which interpreter for the peers,
+    where the results go."""
+    p.add_argument("--quick", action="store_true", help="small sizes: a smoke run in seconds")
+    p.add_argument("--only", default=",".join(systems), help=f"comma-separated, among {','.join(systems)}")
+    p.add_argument("--python-for-peers", default=sys.executable,
+                   help="interpreter with ray / dask installed (default: this one)")
+    p.add_argument("--out", default=None, help="results folder (default: benchmarks/results)")
+    p.add_argument("--no-write", action="store_true", help="print the table only")
+
+
+def parse_common(p, argv, systems):
+    """Parse, and turn --only into a checked list of systems."""
+    args = p.parse_args(argv)
+    args.only = [s.strip() for s in args.only.split(",") if s.strip()]
+    bad = [s for s in args.only if s not in systems]
+    if bad:
+        p.error(f"unknown system(s) {bad}; choose among {systems}")
+    return args
+
+
+def report(args, name: str, data: dict, markdown: str) -> None:
+    """Print the table; unless --no-write, save it with the JSON as ``<name>-<date>[-quick]``."""
+    print()
+    print(markdown)
+    if not args.no_write:
+        stem = f"{name}-{data['date']}" + ("-quick" if args.quick else "")
+        paths = write_results(args.out or default_out_dir(), stem, data, markdown)
+        print("wrote " + " and ".join(paths))
 
 
 def write_results(out_dir: str, stem: str, data: dict, markdown: str) -> tuple[str, str]:

@@ -140,18 +140,8 @@ class TreeSampler:
 def parse_args(argv):
     p = argparse.ArgumentParser(prog="memory_sharing", description=__doc__.split("\n")[0])
     p.add_argument("--mib", type=int, default=400, help="array size in MiB (default 400)")
-    p.add_argument("--quick", action="store_true", help="shorter phases; skip missing peers")
-    p.add_argument("--only", default=",".join(SYSTEMS), help=f"among {','.join(SYSTEMS)}")
-    p.add_argument("--python-for-peers", default=sys.executable,
-                   help="interpreter with ray / dask installed (default: this one)")
-    p.add_argument("--out", default=None, help="results folder (default: benchmarks/results)")
-    p.add_argument("--no-write", action="store_true", help="print the table only")
-    args = p.parse_args(argv)
-    args.only = [s.strip() for s in args.only.split(",") if s.strip()]
-    bad = [s for s in args.only if s not in SYSTEMS]
-    if bad:
-        p.error(f"unknown system(s) {bad}; choose among {SYSTEMS}")
-    return args
+    harness.common_args(p, SYSTEMS)
+    return harness.parse_common(p, argv, SYSTEMS)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -216,12 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     if leftovers:
         lines.append(f"Processes left after the run and killed: {leftovers}\n")
     markdown = "\n".join(lines)
-    print()
-    print(markdown)
-    if not args.no_write:
-        stem = f"memory-sharing-{data['date']}" + ("-quick" if args.quick else "")
-        paths = harness.write_results(args.out or harness.default_out_dir(), stem, data, markdown)
-        print("wrote " + " and ".join(paths))
+    harness.report(args, "memory-sharing", data, markdown)
     return 0
 
 

@@ -176,20 +176,10 @@ def render_markdown(data: dict, headers, rows) -> str:
 
 def parse_args(argv):
     p = argparse.ArgumentParser(prog="miniray microbenchmark", description=__doc__.split("\n")[0])
-    p.add_argument("--quick", action="store_true", help="small sizes; a smoke run in seconds")
-    p.add_argument("--only", default=",".join(SYSTEMS),
-                   help=f"comma-separated systems among {','.join(SYSTEMS)}")
-    p.add_argument("--python-for-peers", default=sys.executable,
-                   help="interpreter with ray / dask installed (default: this one)")
+    harness.common_args(p, SYSTEMS)
     p.add_argument("--workloads", default=",".join(WORKLOADS),
                    help="comma-separated subset of: " + ",".join(WORKLOADS))
-    p.add_argument("--out", default=None, help="results folder (default: benchmarks/results)")
-    p.add_argument("--no-write", action="store_true", help="print the table only")
-    args = p.parse_args(argv)
-    args.only = [s.strip() for s in args.only.split(",") if s.strip()]
-    bad = [s for s in args.only if s not in SYSTEMS]
-    if bad:
-        p.error(f"unknown system(s) {bad}; choose among {SYSTEMS}")
+    args = harness.parse_common(p, argv, SYSTEMS)
     args.workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
     bad = [w for w in args.workloads if w not in WORKLOADS]
     if bad:
@@ -222,12 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     markdown = render_markdown(data, headers, rows)
     if leftover_shm:
         markdown += f"\nNew /dev/shm entries after the run: {leftover_shm}\n"
-    print()
-    print(markdown)
-    if not args.no_write:
-        stem = f"microbenchmark-{data['date']}" + ("-quick" if args.quick else "")
-        paths = harness.write_results(args.out or harness.default_out_dir(), stem, data, markdown)
-        print("wrote " + " and ".join(paths))
+    harness.report(args, "microbenchmark", data, markdown)
     return 0
 
 

@@ -253,22 +253,13 @@ def analyse(sampler, workload: str) -> dict:
 
 
 def parse_args(argv):
+    from miniray.bench import harness
     p = argparse.ArgumentParser(prog="ray_vs_dask", description=__doc__.split("\n")[0])
-    p.add_argument("--quick", action="store_true", help="small sizes: a smoke test")
-    p.add_argument("--only", default=",".join(SYSTEMS), help=f"among {','.join(SYSTEMS)}")
-    p.add_argument("--python-for-peers", default=sys.executable,
-                   help="interpreter with ray (and dask) installed (default: this one)")
+    harness.common_args(p, SYSTEMS)
     p.add_argument("--mib", type=int, help="broadcast array size in MiB")
     p.add_argument("--rows", type=int, help="set_index rows")
     p.add_argument("--figure", help="write the comparison figure (PNG) here")
-    p.add_argument("--out", default=None, help="results folder (default: benchmarks/results)")
-    p.add_argument("--no-write", action="store_true", help="print the table only")
-    args = p.parse_args(argv)
-    args.only = [s.strip() for s in args.only.split(",") if s.strip()]
-    bad = [s for s in args.only if s not in SYSTEMS]
-    if bad:
-        p.error(f"unknown system(s) {bad}; choose among {SYSTEMS}")
-    return args
+    return harness.parse_common(p, argv, SYSTEMS)
 
 
 def draw(data: dict, path: str) -> None:
@@ -352,15 +343,10 @@ def main(argv: list[str] | None = None) -> int:
               if "unavailable" not in r["meta"]]
     lines += ["", harness.markdown_table(headers, rows)]
     markdown = "\n".join(lines)
-    print()
-    print(markdown)
+    harness.report(args, "ray-vs-dask", data, markdown)
     if args.figure:
         draw(data, args.figure)
         print(f"wrote {args.figure}")
-    if not args.no_write:
-        stem = f"ray-vs-dask-{data['date']}" + ("-quick" if args.quick else "")
-        paths = harness.write_results(args.out or harness.default_out_dir(), stem, data, markdown)
-        print("wrote " + " and ".join(paths))
     return 0
 
 
