@@ -71,3 +71,34 @@ def read_line_starting(proc: subprocess.Popen, prefix: str, timeout: float = 30.
             return line[len(prefix):].strip()
     proc.kill()
     raise AssertionError(f"driver never printed {prefix!r}; stderr:\n{proc.stderr.read()}")
+
+
+# The seed deck's two examples as a job script that joins a running cluster, printing exactly
+# "[0, 1, 4, 9]\n[2, 3, 4, 5]\n" (used by the cluster and Slurm tests).
+SEED_JOB = textwrap.dedent("""\
+    import miniray as ray
+
+    ray.init(address="auto")
+
+    @ray.remote()
+    def my_function(x):
+        return x * x
+
+    futures = [my_function.remote(i) for i in range(4)]
+    print(ray.get(futures))
+
+    @ray.remote
+    class Counter(object):
+        def __init__(self, init_val=0):
+            self.n = init_val
+
+        def increment(self, multiplier=1):
+            self.n += 1 * multiplier
+
+        def read(self):
+            return self.n
+
+    counters = [Counter.remote(i) for i in range(4)]
+    [c.increment.remote(2) for c in counters]
+    print(ray.get([c.read.remote() for c in counters]))
+""")

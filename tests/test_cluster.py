@@ -51,26 +51,7 @@ def head():
     assert not os.path.exists(info["session_dir"])
 
 
-SEED = textwrap.dedent("""
-    import miniray as ray
-    ray.init(address="auto")
-    @ray.remote()
-    def my_function(x):
-        return x * x
-    print(ray.get([my_function.remote(i) for i in range(4)]))
-    @ray.remote
-    class Counter(object):
-        def __init__(self, init_val=0):
-            self.n = init_val
-        def increment(self, multiplier=1):
-            self.n += 1 * multiplier
-        def read(self):
-            return self.n
-    counters = [Counter.remote(i) for i in range(4)]
-    [c.increment.remote(2) for c in counters]
-    print(ray.get([c.read.remote() for c in counters]))
-""")
-
+from helpers import SEED_JOB as SEED  # noqa: E402  (the seed's examples as a job script)
 
 def test_seed_examples_run_unchanged_on_the_cluster(head, tmp_path):
     script = tmp_path / "job.py"

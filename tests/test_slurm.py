@@ -317,35 +317,7 @@ def test_up_inside_salloc(slurm_cluster, job_env, tmp_path):
     assert f"address={head['ip']}:{head['port']}" in proc.stdout
 
 
-SEED_JOB = textwrap.dedent("""\
-    import miniray as ray
-
-    ray.init(address="auto")
-
-    @ray.remote
-    def my_function(x):
-        return x * x
-
-    futures = [my_function.remote(i) for i in range(4)]
-    print(ray.get(futures))
-
-    @ray.remote
-    class Counter(object):
-        def __init__(self, init_val=0):
-            self.n = init_val
-
-        def increment(self, multiplier=1):
-            self.n += 1 * multiplier
-
-        def read(self):
-            return self.n
-
-    counters = [Counter.remote(i) for i in range(4)]
-    [c.increment.remote(2) for c in counters]
-    print(ray.get([c.read.remote() for c in counters]))
-    ray.shutdown()
-""")
-
+from helpers import SEED_JOB  # noqa: E402  (the seed's examples as a job script)
 
 @pytest.mark.slurm
 @pytest.mark.skipif(not cluster_cli_available(),
