@@ -143,18 +143,72 @@ def test_a_killed_node_is_marked_dead_and_its_tasks_run_elsewhere(cluster, tmp_p
     cluster.remove_node(rescue, allow_graceful=True)
 
 
-def test_objects_made_on_a_node_that_dies_survive(cluster):
+def test_objects_stay_on_the_node_that_made_them_and_readers_pull_copies(cluster):
+    @miniray.remote(resources={"big_box": 1})
+    def make():
+        return np.arange(1_000_000, dtype=np.int64)
+
+    @miniray.remote(resources={"node:127.0.0.3": 0.1})
+    def first(a):
+        return int(a[0]), node_of_this_call()
+
+    ref = make.remote()
+    miniray.wait([ref])
+    box = next(n["NodeID"] for n in miniray.nodes() if "big_box" in n["Resources"])
+    listed = {o["object_id"]: o for o in miniray.util.state.list_objects()}
+    assert listed[ref.hex()]["node_id"] == box                 # in node B's own store, not the head's
+    assert listed[ref.hex()]["copies"] == []
+    _, on_c = miniray.get(first.remote(ref))
+    listed = {o["object_id"]: o for o in miniray.util.state.list_objects()}
+    assert listed[ref.hex()]["copies"] == [on_c]               # C pulled one copy into its store
+    assert miniray.get(first.remote(ref))[1] == on_c
+    assert {o["object_id"]: o for o in miniray.util.state.list_objects()}[ref.hex()]["copies"] == [on_c]
+
+
+def test_a_lost_task_output_is_rebuilt_from_lineage(cluster):
+    """The only copy dies with its node; ``get`` re-runs the task that made it, on another node."""
+    first = cluster.add_node(num_cpus=1, resources={"maker": 1})
+    cluster.wait_for_nodes()
+
+    @miniray.remote(resources={"maker": 1})
+    def make(scale):
+        return np.full(400_000, scale)
+
+    @miniray.remote
+    def double(a):
+        return a * 2
+
+    def home(ref):
+        return {o["object_id"]: o for o in miniray.util.state.list_objects()}[ref.hex()]["node_id"]
+
+    src = miniray.put(3)                          # an argument the re-run needs again
+    ref = make.remote(src)
+    miniray.wait([ref])
+    made_on = home(ref)                           # its only copy: nobody has read it yet
+    second = cluster.add_node(num_cpus=1, resources={"maker": 1})
+    cluster.wait_for_nodes()
+    cluster.remove_node(first)                    # SIGKILL: its store goes with it
+    assert miniray.get(ref, timeout=60).sum() == 3 * 400_000
+    assert home(ref) not in (made_on,)
+    assert miniray.get(double.remote(ref))[0] == 6
+    kinds = [e["kind"] for e in miniray.events.events() if e.get("kind") in ("lost", "reconstructing")]
+    assert "lost" in kinds and "reconstructing" in kinds
+    cluster.remove_node(second, allow_graceful=True)
+
+
+def test_a_lost_put_raises_object_lost_error_and_the_cluster_keeps_working(cluster):
     n = cluster.add_node(num_cpus=1, resources={"short_lived": 1})
     cluster.wait_for_nodes()
 
     @miniray.remote(resources={"short_lived": 1})
-    def make():
-        return np.full(500_000, 7)
+    def stash():
+        return [miniray.put(np.full(500_000, 7))]     # a put on that node: no lineage
 
-    ref = make.remote()
-    miniray.wait([ref])
+    (inner,) = miniray.get(stash.remote())
     cluster.remove_node(n)
-    assert miniray.get(ref).sum() == 7 * 500_000     # objects live in the head's store
+    with pytest.raises(miniray.exceptions.ObjectLostError, match="no lineage"):
+        miniray.get(inner, timeout=30)
+    assert miniray.get(where.remote()) in {x["NodeID"] for x in miniray.nodes() if x["Alive"]}
 
 
 def test_a_frozen_node_is_declared_dead_by_missed_heartbeats(cluster):

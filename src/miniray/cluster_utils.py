@@ -94,6 +94,8 @@ class Cluster:
         node.proc.wait(timeout=30)
         if node in self.nodes:
             self.nodes.remove(node)
+        if not allow_graceful:    # a real machine's /dev/shm dies with it; here, sweep its arena away
+            session.reap_stale_sessions()
 
     def wait_for_nodes(self, timeout: float = 30) -> None:
         import miniray

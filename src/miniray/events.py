@@ -28,6 +28,9 @@ The kinds and their fields:
 ``freed``      object_id
 ``spilled``    object_id, size, path
 ``restored``   object_id, size
+``copied``     object_id, node_id, size (a reader on another node pulled a copy into its store)
+``lost``       object_id, node_id (its only copy was on a node that died)
+``reconstructing`` task_id, name, node_id (re-run to make again outputs lost with that node)
 
 The magics and ``miniray.util.state`` read only :func:`events` and :func:`cursor`; they never reach
 into the runtime.
@@ -38,7 +41,8 @@ import threading
 import time
 from typing import Any
 
-KINDS = ("submitted", "started", "finished", "put", "stored", "freed", "spilled", "restored")
+KINDS = ("submitted", "started", "finished", "put", "stored", "freed", "spilled", "restored", "copied",
+         "lost", "reconstructing")
 
 
 class EventLog:

@@ -99,6 +99,7 @@ class Runtime:
         self.close = lambda: None
         self.context_of = lambda: None   # worker: the current call's context (worker/executor.py)
         self.blocking = None             # worker: hands back queued calls before a blocking get
+        self.local_store = None          # worker on a joined node: its node's store (cluster/nodestore.py)
 
     # -- ids ------------------------------------------------------------------------------------
     def new_task_id(self) -> str:
@@ -222,14 +223,23 @@ class Runtime:
         if self.store is not None:     # the driver: write into the store directly
             self.store.put_serialized(oid, ser, self.inline_max, call_site=site, pid=os.getpid())
             return
+        self.send([("put", oid, self.write_object(ser), ser.contained, site)])
+
+    def write_object(self, ser) -> tuple:
+        """Where a value this process made goes, as the descriptor the head will record:
+        inline bytes; ("shm", ...) in the head's arena; ("rshm", ...) in this joined node's own arena;
+        or, for a process with no arena or a full one, streamed into the head's store."""
         if ser.size <= self.inline_max:
-            desc = ser.inline()
-        elif self.arena is None:          # another machine: stream it into the head's store
-            desc = self.send_to_head_store(ser)
-        else:
-            off = self.request("alloc", ser.shm_size)
-            desc = ser.write_shm(self.arena.view(off, ser.shm_size), off)
-        self.send([("put", oid, desc, ser.contained, site)])
+            return ser.inline()
+        if self.arena is None:
+            return self.send_to_head_store(ser)
+        try:
+            off = self.alloc_block(ser.shm_size)
+        except exc.ObjectStoreFullError:
+            if self.local_store is None:
+                raise
+            return self.send_to_head_store(ser)       # this node is full: the head's store spills
+        return self.local_desc(ser.write_shm(self.arena.view(off, ser.shm_size), off))
 
     def send_to_head_store(self, ser) -> tuple:
         """For a process that cannot map the head's arena: reserve a block there, then send the
@@ -287,31 +297,80 @@ class Runtime:
         from miniray.store.serialization import deserialize
         if desc[0] == "shm":
             return deserialize(desc, self.arena, lambda: self.unpin(oid))
-        if desc[0] == "pull":
-            return self._pull(oid, desc)
+        if desc[0] == "fetch":
+            return self._fetch(oid, desc)
         return deserialize(desc)
 
-    def _pull(self, oid, desc):
-        """An object in another node's store: read it in 4 MiB pieces into one local buffer (never
-        the whole thing twice), then build the value on that buffer; release the remote pin."""
-        import pickle
-        from miniray.store.arena import _round
-        _, off, meta_len, lens = desc[:4]
-        total = _round(meta_len) + sum(_round(n) for n in lens)
-        buf = bytearray(total)
-        chunk = 4 << 20
+    def _fetch(self, oid, desc):
+        """An object held by another node: pull its bytes into this node's arena (or, with no arena
+        or a full one, into one private buffer), record the new copy with the head, and build the
+        value on it zero-copy.  The head pinned the object for us; the value's release unpins it."""
+        from miniray.cluster import transfer
+        from miniray.store.objects import _shm_extent
+        from miniray.store.serialization import deserialize
+        _, addr, off, meta_len, lens = desc[:5]
+        extent = _shm_extent(desc[1:])
+        local = self._alloc_copy(extent)
         try:
-            for i in range(0, total, chunk):
-                n = min(chunk, total - i)
-                buf[i:i + n] = self.request("read", oid, off + i, n)
-        finally:
+            into = self.arena.view(local, extent) if local is not None else memoryview(bytearray(extent))
+            transfer.fetch(addr, off, extent, into)
+        except ConnectionError as err:
+            if local is not None:
+                self.free_block(local)
             self.unpin(oid)
-        view, buffers, pos = memoryview(buf), [], meta_len
-        for n in lens:
-            pos = _round(pos)
-            buffers.append(view[pos:pos + n].toreadonly())
-            pos += n
-        return pickle.loads(view[:meta_len], buffers=buffers)
+            raise exc.ObjectLostError(
+                f"Object {oid} could not be fetched from the node at {addr[0]}:{addr[1]}: {err}. The node "
+                "holding it may have died; tasks that made it are re-run from lineage, so retry the "
+                "get, or re-create the object if it came from put().") from None
+        if local is None:            # a private copy: no pin needed once the bytes are here
+            self.unpin(oid)
+            return _value_on(into, meta_len, lens)
+        copy = ("shm", local, meta_len, lens)
+        if self.store is not None:               # the head's own driver
+            self.store.add_copy(oid, self.node_id, copy)
+        else:
+            self.send([("copy", oid, self.local_desc(copy))])
+        return deserialize(copy, self.arena, lambda: self.unpin(oid))
+
+    def _alloc_copy(self, extent):
+        if self.arena is None:
+            return None
+        try:
+            return self.alloc_block(extent)
+        except exc.ObjectStoreFullError:
+            return None
+
+    def alloc_block(self, size: int) -> int:
+        """A block of this node's arena (the head's, or a joined node's own); ObjectStoreFullError
+        when there is no room."""
+        if self.store is not None:
+            return self.store.alloc(size)
+        if self.local_store is not None:
+            off = self.local_store.alloc(size)
+            if off is None:
+                raise exc.ObjectStoreFullError(
+                    f"This node's object store has no room for {size / 2**20:.1f} MiB. Start the node "
+                    "with a larger --object-store-memory, or drop references you no longer need.")
+            return off
+        return self.request("alloc", size)
+
+    def free_block(self, off: int) -> None:
+        """Give back a block from ``alloc_block`` that never became an object."""
+        if self.store is not None:
+            with self.store.lock:
+                self.store.arena.free(off)
+        elif self.local_store is not None:
+            self.local_store.free(off)
+        else:
+            self.send([("free_block", off)])
+
+    def local_desc(self, desc: tuple) -> tuple:
+        """The descriptor to report for an object this process wrote into its node's arena: a
+        joined node's worker marks it ("rshm") so the head records where it lives."""
+        if self.local_store is None:
+            return desc
+        self.local_store.keep(desc[4] if len(desc) > 4 else desc[1])
+        return ("rshm",) + desc[1:]
 
     def get(self, oids: list, timeout=None) -> list:
         descs = self.get_descs(oids, timeout)
@@ -322,7 +381,7 @@ class Runtime:
                     values[o] = self.value_of(o, descs[o])
         finally:
             for o, d in descs.items():   # pins of values we never built
-                if d[0] == "shm" and o not in values:
+                if d[0] in ("shm", "fetch") and o not in values:
                     self.unpin(o)
         return [values[o] for o in oids]
 
@@ -331,3 +390,15 @@ class Runtime:
 
     def resources(self):
         return self.request("resources")
+
+
+def _value_on(view, meta_len, lens):
+    """Unpickle a value laid out as in store/serialization.py, its buffers as views on ``view``."""
+    import pickle
+    from miniray.store.arena import _round
+    buffers, pos = [], meta_len
+    for n in lens:
+        pos = _round(pos)
+        buffers.append(view[pos:pos + n].toreadonly())
+        pos += n
+    return pickle.loads(view[:meta_len], buffers=buffers)

@@ -1,9 +1,13 @@
-"""Clusters: a head that drivers join over TCP (head.py, client.py), and, next, nodes that join it.
+"""Clusters: a head that drivers and nodes join over TCP.
 
-What exists: ``miniray start --head`` runs one Node (scheduler, store, workers) behind an
-authenticated TCP listener; drivers anywhere join it with ``init(address=...)``.
+    head.py       ``miniray start --head``: one Node (scheduler, directory, store, workers) behind an
+                  authenticated TCP listener; ``status`` and ``stop``
+    client.py     ``init(address=...)``: a driver on any machine
+    agent.py      ``miniray start --address``: a node that lends its CPUs and keeps its own store
+    nodestore.py  that node's arena and the allocator its workers share
+    transfer.py   object bytes between nodes: every store serves its arena; readers pull copies
 
-The design for joining nodes (``miniray start --address HOST:PORT``), written before the code:
+The design, written before the code (what was built differs only where noted):
 
     driver ──TCP──┐                       ┌──TCP── node B: NodeAgent ── its arena + its workers
                   ▼                       │
@@ -20,11 +24,12 @@ State added to the head (plain collections, pure transitions, like scheduler/sta
     directory   object id -> {node_ids holding a copy}; an object is READY once one copy exists
     lineage     object id -> the TaskSpec that produced it, kept while the object is referenced
 
-Messages (transport/messages.py naming): node → head  ("hello_node", node_id, ip, total, agent_addr),
-("heartbeat", available), worker items relayed unchanged with the node id; head → node ("exec", ...)
-relayed to that node's worker, ("pull", oid, from_agent_addr), ("free", oid).  Agents serve
-("fetch", oid, offset, length) to each other in 4 MiB chunks, written straight into the receiver's
-arena, so no Python process holds a whole object twice.
+Messages (transport/messages.py naming): node → head  ("hello_node", node_id, ip, total, data_addr),
+("heartbeat", store_used, capacity); head → node ("spawn",), ("free", [blocks]).  Built: a node's
+workers connect to the head themselves (no relaying through the agent), write their results into
+their node's arena and report ("rshm", ...) descriptors; the head hands a reader either the copy on
+its node or ("fetch", data_addr, ...), and the reader pulls the bytes straight into its own arena
+(transfer.py) and reports ("copy", oid, desc).  No Python process holds a whole object twice.
 
 Failure: a node is dead after 3 missed heartbeats (1 s apart) or a closed connection; its placed
 tasks go back to the ready queue under max_retries, its actors restart elsewhere under

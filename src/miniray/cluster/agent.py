@@ -1,16 +1,21 @@
 """``miniray start --address HOST:PORT``: a node that joins a head and lends it its CPUs.
 
-    agent (this process) ──TCP+token──► head: ("hello_node", node_id, ip, total) ─► ("welcome_node")
+    agent (this process) ──TCP+token──► head: ("hello_node", node_id, ip, total, data_addr)
+      │                                  ◄── ("welcome_node", head_id)
+      │ owns this node's object store (nodestore.py: the arena, and store.sock for its workers)
+      │ and serves it to other nodes (transfer.py: DataServer at data_addr)
       │ starts N workers; each connects to the head itself (TCP + token) and says
       │ ("hello", worker_id, pid, node_id), so the head schedules them like its own
       │ ◄── ("spawn",) from the head when a call fits this node but all its workers are busy
-      │ ──► ("heartbeat",) every second; a head that hears nothing for 5 s declares the node dead
+      │ ◄── ("free", [offsets]) when objects stored here are freed cluster-wide
+      │ ──► ("heartbeat", store_used) every second; a head that hears nothing for 5 s declares
+      │     the node dead
       ▼
-    head gone (EOF) or SIGTERM → workers are killed (they also die with the agent: PDEATHSIG) → exit
+    head gone (EOF) or SIGTERM → workers are killed (they also die with the agent: PDEATHSIG),
+    the arena is unlinked → exit
 
-Objects made here travel to the head's store as copies (this version has one object store per
-cluster, on the head; per-node stores with pull-based transfer are the next step, see
-cluster/__init__.py).
+Objects made here stay here: a worker writes its results and puts into this node's arena, and
+the head records the location.  A reader elsewhere pulls them (transfer.py).
 """
 from __future__ import annotations
 
@@ -26,6 +31,8 @@ import uuid
 import psutil
 
 from miniray import session
+from miniray.cluster.nodestore import NodeStore
+from miniray.cluster.transfer import DataServer
 from miniray.transport import auth
 from miniray.transport.framing import Connection, ConnectionClosed
 
@@ -52,22 +59,25 @@ def run_agent(args, resources) -> int:
     if args.num_gpus:
         total["GPU"] = float(args.num_gpus)
     total.update({k: float(v) for k, v in resources.items()})
-    conn.send([("hello_node", node_id, ip, total)])
-    conn.recv()
     sdir = os.environ.get("MINIRAY_SESSION_DIR") or session.new_session_dir("node")
     os.makedirs(sdir, mode=0o700, exist_ok=True)
+    store = NodeStore(sdir, args.object_store_memory or session.default_store_size())
+    data = DataServer(store.arena, token.encode(), ip if ip.startswith("127.") else "0.0.0.0")
+    conn.send([("hello_node", node_id, ip, total, data.advertise(ip))])
+    conn.recv()
     info_file = os.path.join(session.sessions_root(), f"node_{os.getpid()}.json")
     with open(info_file, "w") as f:
         json.dump({"address": args.address, "pid": os.getpid(), "node_id": node_id, "ip": ip,
                    "session_dir": sdir}, f)
     workers: list[subprocess.Popen] = []
-    spawn = _spawner(args.address, node_id, sdir, token, workers)
+    spawn = _spawner(args.address, node_id, sdir, token, workers, store)
     for _ in range(max(1, int(cpus))):
         spawn()
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: (stop.set(), sock.shutdown(socket.SHUT_RDWR)))
-    threading.Thread(target=_heartbeat, args=(conn, stop), daemon=True, name="miniray-heartbeat").start()
+    threading.Thread(target=_heartbeat, args=(conn, stop, store), daemon=True,
+                     name="miniray-heartbeat").start()
     print(f"miniray node {node_id[:12]} ({ip}, {cpus} CPUs) joined the head at {args.address}", flush=True)
     # Main loop
     try:
@@ -75,6 +85,8 @@ def run_agent(args, resources) -> int:
             for item in conn.recv():
                 if item[0] == "spawn":
                     spawn()
+                elif item[0] == "free":
+                    store.free(item[1])
     except (ConnectionClosed, OSError):
         pass
     for w in workers:
@@ -82,6 +94,8 @@ def run_agent(args, resources) -> int:
             w.kill()
     for w in workers:
         w.wait()
+    data.close()
+    store.close()
     for path in (info_file,):
         try:
             os.unlink(path)
@@ -96,23 +110,24 @@ def run_agent(args, resources) -> int:
 HEARTBEAT = 1.0     # seconds between beats; the head declares a node dead after HEAD_TIMEOUT silent
 
 
-def _heartbeat(conn, stop):
+def _heartbeat(conn, stop, store):
     while not stop.wait(HEARTBEAT):
         try:
-            conn.send([("heartbeat",)])
+            conn.send([("heartbeat", store.used, store.arena.capacity)])
         except OSError:
             return
 
 
-def _spawner(address, node_id, sdir, token, workers):
+def _spawner(address, node_id, sdir, token, workers, store):
     count = [0]
 
     def spawn():
         count[0] += 1
         wid = f"{node_id[:6]}-w{count[0]}"
-        env = dict(os.environ, MINIRAY_TOKEN=token, PYTHONUNBUFFERED="1",
+        env = dict(os.environ, MINIRAY_TOKEN=token, PYTHONUNBUFFERED="1", MINIRAY_STORE_SOCK=store.sock_path,
                    PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
         workers.append(subprocess.Popen(
-            [sys.executable, "-m", "miniray.worker.main", f"tcp:{address}", wid, "-", "0", sdir, node_id,
+            [sys.executable, "-m", "miniray.worker.main", f"tcp:{address}", wid, store.arena.path,
+             str(store.arena.capacity), sdir, node_id,
              str(os.getpid()), str(100 * 1024)], env=env, stdin=subprocess.DEVNULL, start_new_session=True))
     return spawn

@@ -70,6 +70,8 @@ def connect(address: str | None, namespace: str = "default"):
         sock.close()
         raise
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    from miniray.cluster import transfer
+    transfer.set_token(token)           # to pull objects from the nodes that hold them
     conn = Connection(sock)
     conn.send([("hello_driver", os.getpid())])
     _, holder, node_id, arena_path, capacity, inline_max, head_session, node_ip = conn.recv()[0]

@@ -32,7 +32,6 @@ from collections import deque
 from miniray import exceptions as exc
 from miniray.scheduler import state as S
 from miniray.scheduler.actors import ActorTable
-from miniray.store.objects import _shm_extent as _extent
 from miniray.store.objects import block_of
 from miniray.store.serialization import Serialized, desc_size
 from miniray.transport.framing import Connection, ConnectionClosed, FrameReader
@@ -60,7 +59,8 @@ class WorkerConn:
         self.conn, self.reader = Connection(sock), FrameReader(sock)
         self.holder, self.pid, self.outbox, self.fns = None, None, [], set()
         self.is_driver = False
-        self.remote = False        # a worker on another node: send it copies, not shm descriptors
+        self.remote = False        # a worker on another node (``home``): it maps that node's arena
+        self.home = None
         self.node = None           # an agent: the node id it speaks for
 
     def deliver(self, items):
@@ -109,8 +109,14 @@ class Node:
         self._seq = 0
         self._stopping = False
         self.wake_pending = False
+        self.lineage: dict[str, object] = {}         # task id -> spec, while its outputs on other nodes live
+        self.lineage_of: dict[str, str] = {}         # oid stored on another node -> the task that made it
+        self.remote_frees: deque = deque()           # (node id, block) to tell that node's agent to free
+        self.data_server = None                      # serves this arena to other nodes (cluster mode)
         self.store.on_ready = self._object_ready
         self.store.on_handles_gone = self._handles_gone
+        self.store.free_remote = lambda node, block: (self.remote_frees.append((node, block)), self.wake())
+        self.store.on_freed = self._object_freed
         self.sock_path = os.path.join(session_dir, "node.sock")
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.listener.bind(self.sock_path)
@@ -171,6 +177,10 @@ class Node:
         sock.listen(128)
         self.tcp_listener, self.token = sock, token
         self.selector.register(sock, selectors.EVENT_READ, self._accept_tcp)
+        from miniray.cluster.transfer import DataServer, set_token
+        self.data_server = DataServer(self.store.arena, token, host)
+        self.store.addresses[self.node_id] = self.data_server.advertise(getattr(self, "node_ip", "127.0.0.1"))
+        set_token(token)
         return sock.getsockname()[1]
 
     def _accept_tcp(self, listener):
@@ -234,7 +244,7 @@ class Node:
                 if item[0] == "hello":
                     wc.holder, wc.pid = item[1], item[2]
                     if len(item) > 3 and item[3] != self.node_id:      # a worker of a joined node
-                        wc.remote = True
+                        wc.remote, wc.home = True, item[3]
                         self.state.workers[wc.holder] = S.Slot(node=item[3])
                         if self.spawning.get(item[3]):
                             self.spawning[item[3]] -= 1
@@ -279,6 +289,14 @@ class Node:
         self.actors.owner_gone(wc.holder)
 
     def _flush(self):
+        if self.remote_frees:
+            by_node: dict = {}
+            while self.remote_frees:
+                node, block = self.remote_frees.popleft()
+                by_node.setdefault(node, []).append(block)
+            for node, blocks in by_node.items():
+                if node in self.peers:              # a dead node's memory went with it
+                    self.peers[node].deliver([("free", blocks)])
         for wc in list(self.drivers.values()):
             if wc.outbox:
                 items, wc.outbox = wc.outbox, []
@@ -319,10 +337,20 @@ class Node:
                 ser = Serialized(desc[1], [memoryview(b).cast("B") for b in desc[2]], list(contained))
                 self.store.put_serialized(oid, ser, self.inline_max, call_site=call_site, pid=client.pid or 0)
                 return
-            self.store.seal(oid, desc, contained, call_site=call_site, pid=getattr(client, "pid", 0) or 0)
+            node, desc = self._where(client, desc)
+            self.store.seal(oid, desc, contained, call_site=call_site, pid=getattr(client, "pid", 0) or 0,
+                            node=node)
+        elif kind == "copy":                  # a reader pulled an object into its node's arena
+            _, oid, desc = item
+            if desc[0] == "shm":
+                self.allocs.get(client.holder, set()).discard(block_of(desc))
+            node, desc = self._where(client, desc)
+            self.store.add_copy(oid, node, desc)
         elif kind == "heartbeat":
             if client.node is not None and self.beats.get(client.node) != float("inf"):
                 self.beats[client.node] = time.monotonic()
+                if len(item) > 2:
+                    self.node_info[client.node]["store"] = (item[1], item[2])
         elif kind == "write":                 # a piece of an object streamed from another node
             _, off, data = item
             if not self._owns_block(client.holder, off, len(data)):
@@ -425,6 +453,11 @@ class Node:
 
     def _send_exec_unguarded(self, tid, wid):
         spec = self.state.specs[tid]
+        unready = {o for o in spec.deps if not self.store.ready(o)}
+        if unready:         # an argument is being made again (its node died): wait for it
+            S.task_done(self.state, tid)
+            S.submit(self.state, spec, unready)
+            return
         failed = [o for o in spec.deps if self.store.entries.get(o) and self.store.entries[o].state == "FAILED"]
         if failed:
             desc = self.store.entries[failed[0]].desc
@@ -441,25 +474,21 @@ class Node:
         wc.deliver([("exec", spec, blob, descs, self.state.workers[wid].gpus)])
 
     def descs_for(self, wc, oids) -> dict:
-        """Argument descriptors for a worker.  Another node's worker cannot map this arena: it gets
-        ("pull", ...) for big objects, pinned for it, and reads them in pieces (``_req_read``)."""
-        descs = {o: self.store.read_for(o, wc.holder) for o in set(oids)}
-        if wc.remote:
-            descs = {o: ("pull",) + d[1:] if d[0] == "shm" else d for o, d in descs.items()}
-        return descs
+        """Argument descriptors for a worker, pinned for it: the copy on its own node, or
+        ("fetch", ...) for it to pull one there (cluster/transfer.py)."""
+        node = wc.home if wc.remote else self.node_id
+        return {o: self.store.read_for(o, wc.holder, node) for o in set(oids)}
 
-    def _req_read(self, client, rid, oid, off, n):
-        """A piece of an object this client has pinned (another node pulling an argument)."""
-        e = self.store.entries.get(oid)
-        if e is None or client.holder not in e.pins or e.desc[0] != "shm":
-            raise ValueError(f"{client.holder} may not read {oid}: it holds no pin on it")
-        start = e.desc[1]
-        if not (start <= off and off + n <= start + _extent(e.desc)):
-            raise ValueError("read outside the object")
-        client.deliver([("reply", rid, True, bytes(self.store.arena.view(off, n)))])
+    def _where(self, client, desc) -> tuple:
+        """(node, desc) of an object a client reports: ("rshm", ...) is in its own node's arena."""
+        if desc[0] == "rshm":
+            return getattr(client, "home", None) or "?", ("shm",) + desc[1:]
+        return self.node_id, desc
 
-    def _node_hello(self, wc, node_id, ip, total):
+    def _node_hello(self, wc, node_id, ip, total, data_addr=None):
         """A node joined: its resources join the cluster; its workers connect on their own."""
+        if data_addr is not None:
+            self.store.addresses[node_id] = tuple(data_addr)
         wc.holder, wc.node, wc.is_driver = f"node-{node_id[:8]}", node_id, True
         self.peers[node_id] = wc
         self.drivers[wc.holder] = wc
@@ -481,12 +510,18 @@ class Node:
                 self._worker_died(self.conns[wid])
             elif slot.node == node_id:
                 S.worker_gone(self.state, wid)
+        self.store.addresses.pop(node_id, None)
+        lost = self.store.node_lost(node_id)
+        if lost:
+            self._objects_lost(node_id, lost)
 
     def _spawn(self):
         self._seq += 1
         wid = f"w{self._seq}"
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
         env["PYTHONUNBUFFERED"] = "1"
+        if self.token:                       # to pull objects from other nodes (cluster/transfer.py)
+            env["MINIRAY_TOKEN"] = self.token.decode()
         cmd = [sys.executable, "-m", "miniray.worker.main", self.sock_path, wid, self.store.arena.path,
                str(self.store.arena.capacity), self.session_dir, self.node_id, str(os.getpid()),
                str(self.inline_max)]
@@ -552,7 +587,7 @@ class Node:
             return
         if result.error and result.retryable and spec.attempt < spec.max_retries and not result.cancelled:
             spec.attempt += 1
-            self._free_values(result)
+            self._free_values(result, wc.holder)
             S.task_done(self.state, tid)
             self.state.specs[tid] = spec
             self.state.ready.append(tid)
@@ -560,28 +595,82 @@ class Node:
         S.task_done(self.state, tid, result.end - result.start)
         self._finish(spec, result, worker=wc.holder)
 
-    def _free_values(self, result):
+    def _free_values(self, result, worker):
         for _, desc, _ in result.values:
-            if desc[0] == "shm":
-                self.store.arena.free(block_of(desc))
+            if desc[0] in ("shm", "rshm"):
+                self.store._release(*self._where(self.conns.get(worker), desc))
 
     def _finish(self, spec, result: Result, worker="", seal=True):
         """A call is over for good: seal its values, release its arguments, log it."""
         if seal:
+            elsewhere = False
             for oid, desc, contained in result.values:
                 if desc[0] == "inline" and desc_size(desc) > self.inline_max:   # from another node
                     ser = Serialized(desc[1], [memoryview(b).cast("B") for b in desc[2]], list(contained))
                     self.store.put_serialized(oid, ser, self.inline_max, call_site=spec.call_site,
                                               task_id=spec.task_id)
                     continue
+                node, desc = self._where(self.conns.get(worker), desc)
+                elsewhere |= node != self.node_id
                 self.store.seal(oid, desc, contained, call_site=spec.call_site, task_id=spec.task_id,
-                                failed=desc[0] == "error")
+                                failed=desc[0] == "error", node=node)
+            if elsewhere and spec.type == "task":
+                self._keep_lineage(spec)
         self.store.use(spec.deps + spec.nested, -1)
         self.cancelled.discard(spec.task_id)
         self.submitted_at.pop(spec.task_id, None)
         state = "CANCELLED" if result.cancelled else ("FAILED" if result.error else "FINISHED")
         self.emit("finished", ts=result.end, task_id=spec.task_id, state=state, error=result.error,
                   worker_id=worker, pid=getattr(self.conns.get(worker), "pid", None))
+
+    # Lineage: how to make again an object whose only copy was on a node that died -----------------
+    def _keep_lineage(self, spec):
+        """Keep the spec of a task whose outputs live on another node, and its arguments with it,
+        while any of those outputs is alive (as Ray pins lineage)."""
+        with self.store.lock:
+            if spec.task_id in self.lineage:
+                return
+            self.lineage[spec.task_id] = spec
+            for oid in spec.returns:
+                self.lineage_of[oid] = spec.task_id
+            self.store.use(spec.deps + spec.nested, +1)
+
+    def _object_freed(self, oid):
+        """Called under the store lock (any thread): drop lineage nobody can need any more."""
+        tid = self.lineage_of.pop(oid, None)
+        if tid is not None and not any(r in self.lineage_of for r in self.lineage[tid].returns):
+            spec = self.lineage.pop(tid)
+            self.store.use(spec.deps + spec.nested, -1)
+
+    def _objects_lost(self, node_id, lost):
+        """A node died with the only copies of ``lost``: re-run the tasks that made them, once each,
+        or fail the objects with ObjectLostError (puts and actor results have no lineage)."""
+        with self.store.lock:
+            rerun = self._reset_lost(node_id, lost)
+        for tid, spec in rerun.items():
+            sys.stderr.write(f"miniray head: re-running {spec.name} to rebuild its output lost with node "
+                             f"{node_id[:12]}\n")
+            spec.attempt = 0
+            self.emit("reconstructing", task_id=tid, name=spec.name, node_id=node_id)
+            self._submit(spec, time.time())
+
+    def _reset_lost(self, node_id, lost) -> dict:
+        rerun = {}
+        for oid in lost:
+            self.emit("lost", object_id=oid, node_id=node_id)
+            tid = self.lineage_of.get(oid)
+            if tid is not None and tid in self.lineage:
+                rerun[tid] = self.lineage[tid]
+                self.store.reset(oid)
+                continue
+            self.store.reset(oid)
+            ip = self.node_info.get(node_id, {}).get("ip", "?")
+            self.store.seal(oid, error_desc(exc.ObjectLostError(
+                f"Object {oid} lived only on node {node_id[:12]} ({ip}), which died, and miniray cannot "
+                "make it again: it came from put() or an actor method, which have no lineage. Keep "
+                "such data where it is made safely (put it from the driver), or make it in a task, "
+                "which miniray re-runs when its output is lost.")), failed=True)
+        return rerun
 
     def fail(self, spec, err: BaseException, worker=""):
         now = time.time()
@@ -676,8 +765,8 @@ class Node:
         w.answered = True
         client = w.client
         if w.kind == "get":
-            read = self.store.read_inline if w.inline else (lambda o: self.store.read_for(o, client.holder))
-            value = None if timed_out else {o: read(o) for o in set(w.oids)}
+            node = None if w.inline else (client.home if getattr(client, "remote", False) else self.node_id)
+            value = None if timed_out else {o: self.store.read_for(o, client.holder, node) for o in set(w.oids)}
             if client.holder in self.state.workers:
                 S.worker_unblocked(self.state, client.holder)
         else:
@@ -799,6 +888,8 @@ class Node:
             wc.conn.close()
         if self.tcp_listener is not None:
             self.tcp_listener.close()
+        if self.data_server is not None:
+            self.data_server.close()
         deadline = time.monotonic() + 1.0
         for proc in self.procs.values():
             try:

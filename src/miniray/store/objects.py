@@ -15,6 +15,14 @@ Who keeps an object alive (it is freed when all are zero and it is no longer PEN
     captured       live objects whose pickled value contains a ref to it:       CAPTURED_IN_OBJECT
     pins[holder]   zero-copy views alive in a process (shm objects only):        PINNED_IN_MEMORY
 Pinned objects are never spilled; their memory is mapped by a reader.
+
+In a cluster this table, on the head, is also the object directory.  An shm object lives in some
+node's arena: ``node`` names it (this node's id for the head's own arena), and ``copies`` lists
+more copies pulled by readers on other nodes, as (node id, descriptor).  ``read_for`` hands a reader
+the copy on its own node, or ("fetch", data address, ...) so it pulls one (cluster/transfer.py).
+Freeing an object frees every copy: this arena's blocks here, other nodes' through ``free_remote``.
+When a node dies, ``node_lost`` drops its copies and returns the objects that had no other:
+the node re-runs their tasks (``reset`` back to PENDING) or fails them with ObjectLostError.
 """
 from __future__ import annotations
 
@@ -30,7 +38,7 @@ from miniray.store.serialization import Serialized, desc_size
 PENDING, READY, FAILED, SPILLED, FREED = "PENDING", "READY", "FAILED", "SPILLED", "FREED"
 _MOVES = {
     PENDING: {READY, FAILED, FREED},
-    READY: {SPILLED, FREED},
+    READY: {SPILLED, FREED, PENDING},      # READY -> PENDING: its only copy was lost; recomputing
     SPILLED: {READY, FREED},
     FAILED: {FREED},
     FREED: set(),
@@ -53,6 +61,8 @@ class Entry:
     task_id: str = ""
     spill_path: str = ""
     last_access: float = 0.0
+    node: str = ""                                # the node whose arena holds ``desc`` (shm only)
+    copies: list = field(default_factory=list)    # more copies: (node id, shm desc)
 
     @property
     def location(self) -> str:
@@ -84,6 +94,9 @@ class ObjectStore:
         self.on_ready = None   # set by the node: called with each oid that became READY or FAILED
         self.watchers: dict = {}   # oid -> [_Watch]: the driver's gets, woken when all are ready
         self.on_handles_gone = None   # set by the node: an actor has no handle and no pending call
+        self.addresses: dict = {}     # node id -> (ip, port) of its DataServer (cluster mode only)
+        self.free_remote = None       # set by the node: (node id, block) of another node's arena to free
+        self.on_freed = None          # set by the node: called with each oid freed
 
     # -- creation ------------------------------------------------------------------------------
     def entry(self, oid: str) -> Entry:
@@ -92,15 +105,19 @@ class ObjectStore:
             e = self.entries[oid] = Entry(oid)
         return e
 
-    def seal(self, oid: str, desc: tuple, contained=(), *, call_site="", pid=0, task_id="", failed=False):
-        """A value arrived (a put, a task's return, or an error to raise at ``get``)."""
+    def seal(self, oid: str, desc: tuple, contained=(), *, call_site="", pid=0, task_id="", failed=False,
+             node=""):
+        """A value arrived (a put, a task's return, or an error to raise at ``get``); an shm value
+        lives in ``node``'s arena (default: this one)."""
+        node = node or self.node_id
         with self.lock:
             e = self.entry(oid)
             if e.state != PENDING:  # a retried task's duplicate result: keep the first
                 if desc[0] == "shm":
-                    self.arena.free(block_of(desc))
+                    self._release(node, desc)
                 return
             e.desc, e.size = desc, (len(desc[1]) if desc[0] == "error" else desc_size(desc))
+            e.node, e.copies = node, []
             e.contains = tuple(contained)
             for c in e.contains:
                 self.entry(c).captured += 1
@@ -116,6 +133,50 @@ class ObjectStore:
         if self.on_ready:
             self.on_ready(oid)
         self._maybe_free(e)
+
+    def _release(self, node: str, desc: tuple) -> None:
+        if node == self.node_id:
+            self.arena.free(block_of(desc))
+        elif self.free_remote is not None:
+            self.free_remote(node, block_of(desc))
+
+    def add_copy(self, oid: str, node: str, desc: tuple) -> None:
+        """A reader on ``node`` pulled a copy into its arena; it is freed with the object."""
+        with self.lock:
+            e = self.entries.get(oid)
+            if e is None or e.state not in (READY, SPILLED):
+                self._release(node, desc)
+                return
+            e.copies.append((node, desc))
+        self.emit("copied", object_id=oid, node_id=node, size=e.size)
+
+    def node_lost(self, node: str) -> list:
+        """A node died: forget its copies; return the objects whose only copy was there."""
+        lost = []
+        with self.lock:
+            for e in self.entries.values():
+                if not e.copies and e.node != node:
+                    continue
+                e.copies = [(n, d) for n, d in e.copies if n != node]
+                if e.node == node and e.state == READY and e.desc[0] == "shm":
+                    if e.copies:
+                        e.node, e.desc = e.copies.pop(0)
+                    else:
+                        lost.append(e.oid)
+        return lost
+
+    def reset(self, oid: str) -> None:
+        """A lost object will be computed again: back to PENDING, keeping its refs and uses."""
+        with self.lock:
+            e = self.entries.get(oid)
+            if e is None or e.state != READY:
+                return
+            for c in e.contains:
+                inner = self.entries.get(c)
+                if inner is not None:
+                    inner.captured -= 1
+            e.desc, e.node, e.copies, e.contains = None, "", [], ()
+            e.move(PENDING)
 
     def watch(self, oids: set) -> threading.Event:
         """An Event set once every object in ``oids`` is ready (failed counts as ready)."""
@@ -161,7 +222,8 @@ class ObjectStore:
 
     def _spill_one(self) -> bool:
         victims = [e for e in self.entries.values()
-                   if e.state == READY and e.desc[0] == "shm" and not e.pins]
+                   if e.state == READY and e.desc[0] == "shm" and not e.pins and e.node == self.node_id
+                   and not e.copies]
         if not victims:
             return False
         e = min(victims, key=lambda v: v.last_access)
@@ -249,8 +311,10 @@ class ObjectStore:
         if e.state in (PENDING, FREED):
             return
         if e.state == READY and e.desc[0] == "shm":
-            self.arena.free(block_of(e.desc))
-        elif e.state == SPILLED:
+            self._release(e.node, e.desc)
+        for node, desc in e.copies:
+            self._release(node, desc)
+        if e.state == SPILLED:
             self.spilled_bytes -= e.size
             try:
                 os.unlink(e.spill_path)
@@ -259,6 +323,8 @@ class ObjectStore:
         e.move(FREED)
         del self.entries[e.oid]
         self.emit("freed", object_id=e.oid)
+        if self.on_freed is not None:
+            self.on_freed(e.oid)
         for c in e.contains:
             inner = self.entries.get(c)
             if inner is not None:
@@ -270,8 +336,10 @@ class ObjectStore:
         e = self.entries.get(oid)
         return e is not None and e.state in (READY, FAILED, SPILLED)
 
-    def read_for(self, oid: str, holder: str) -> tuple:
-        """The descriptor of a ready object, pinned for ``holder`` if it lives in shared memory."""
+    def read_for(self, oid: str, holder: str, node: str | None = "") -> tuple:
+        """The descriptor of a ready object for a reader on ``node`` (default: this one; None: a
+        process with no arena), pinned for ``holder`` if it lives in shared memory.  An shm object
+        with no copy on the reader's node comes as ("fetch", address, offset, meta_len, lens)."""
         with self.lock:
             e = self.entries.get(oid)
             if e is None:
@@ -282,28 +350,14 @@ class ObjectStore:
             if e.state == SPILLED:
                 self.restore(e)
             e.last_access = time.time()
-            if e.desc[0] == "shm":
-                e.pins[holder] = e.pins.get(holder, 0) + 1
-            return e.desc
-
-    def read_inline(self, oid: str) -> tuple:
-        """A copy of the value's bytes, for a reader that cannot map this node's arena."""
-        with self.lock:
-            desc = self.read_for(oid, "__inline__")
-            if desc[0] != "shm":
-                return desc
-            try:
-                off, meta_len, lens = desc[1], desc[2], desc[3]
-                from miniray.store.arena import _round
-                meta = bytes(self.arena.view(off, meta_len))
-                bufs, pos = [], meta_len
-                for n in lens:
-                    pos = _round(pos)
-                    bufs.append(bytes(self.arena.view(off + pos, n)))
-                    pos += n
-                return ("inline", meta, bufs)
-            finally:
-                self.pin(oid, "__inline__", -1)
+            if e.desc[0] != "shm":
+                return e.desc
+            e.pins[holder] = e.pins.get(holder, 0) + 1
+            node = self.node_id if node == "" else node
+            for where, desc in [(e.node, e.desc)] + e.copies:
+                if where == node:
+                    return desc
+            return ("fetch", self.addresses[e.node]) + e.desc[1:4]
 
     # -- observing ---------------------------------------------------------------------------------
     def list_objects(self) -> list[dict]:
@@ -321,7 +375,8 @@ class ObjectStore:
                 else:
                     kind = "CAPTURED_IN_OBJECT"
                 out.append({"object_id": e.oid, "object_size": e.size, "reference_type": kind,
-                            "location": e.location, "state": e.state, "node_id": self.node_id,
+                            "location": e.location, "state": e.state, "node_id": e.node or self.node_id,
+                            "copies": [n for n, _ in e.copies],
                             "call_site": e.call_site, "pid": e.pid, "task_id": e.task_id})
             return out
 

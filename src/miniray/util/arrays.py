@@ -39,7 +39,10 @@ def empty(shape, dtype="float64") -> np.ndarray:
                         "to private memory and cannot live in shared memory.")
     nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     size = RESERVE + _round(nbytes)
-    off = rt.store.alloc(size) if rt.store is not None else rt.request("alloc", size)
+    if rt.arena is None:
+        raise RuntimeError("miniray.util.empty() needs a node's shared memory; this driver is connected "
+                           "to a remote head. Build the array with numpy and put() it instead.")
+    off = rt.alloc_block(size)
     keeper = (ctypes.c_char * size).from_buffer(rt.arena.mmap, off)
     block = _Block(rt, off, nbytes)
     arr = np.frombuffer(memoryview(keeper).cast("B")[RESERVE:RESERVE + nbytes], dtype=dtype).reshape(shape)
@@ -53,11 +56,8 @@ def _release(block):
     rt = block.rt
     if block.oid is not None:
         rt.unpin(block.oid)
-    elif rt.store is not None:
-        with rt.store.lock:
-            rt.store.arena.free(block.off)
     else:
-        rt.send([("free_block", block.off)])
+        rt.free_block(block.off)
 
 
 def is_built(value) -> bool:
@@ -79,7 +79,7 @@ def seal_if_built(rt, value, oid, site):
         return False
     start = block.off + RESERVE - _round(len(meta))
     rt.arena.view(start, len(meta))[:] = meta
-    desc = ("shm", start, len(meta), (block.nbytes,), block.off)
+    desc = rt.local_desc(("shm", start, len(meta), (block.nbytes,), block.off))
     block.oid = oid
     value.flags.writeable = False
     if rt.store is not None:

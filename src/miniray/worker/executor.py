@@ -105,7 +105,7 @@ class Executor:
                 break
             back.append(item[1].task_id)
             for oid, desc in item[3].items():
-                if desc[0] == "shm":
+                if desc[0] in ("shm", "fetch"):
                     self.rt.unpin(oid)
         if back:
             self.rt.send([("requeue", back)])
@@ -294,13 +294,7 @@ class Executor:
         out = []
         for oid, v in zip(spec.returns, values):
             ser = serialize(v)
-            if ser.size <= self.rt.inline_max:
-                desc = ser.inline()
-            elif self.rt.arena is None:        # a worker on another node: stream it into the head's store
-                desc = self.rt.send_to_head_store(ser)
-            else:
-                off = self.rt.request("alloc", ser.shm_size)
-                desc = ser.write_shm(self.rt.arena.view(off, ser.shm_size), off)
+            desc = self.rt.write_object(ser)
             out.append((oid, desc, ser.contained))
         if spec.type == "actor_creation":
             out = []

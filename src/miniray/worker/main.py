@@ -56,7 +56,7 @@ def _read_loop(conn, rt, calls, executor, arena_path, session_dir, driver_pid):
                     if executor.blocked and executor.sequential:
                         rt.send([("requeue", [item[1].task_id])])   # don't queue behind a blocked get
                         for oid in item[3]:
-                            if item[3][oid][0] == "shm":
+                            if item[3][oid][0] in ("shm", "fetch"):
                                 rt.unpin(oid)
                     else:
                         calls.put(item)
@@ -111,7 +111,7 @@ def main(argv=None):
         sock = socket.create_connection((host, int(port)))
         auth.connect(sock, os.environ["MINIRAY_TOKEN"].encode())
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        arena = None
+        arena = None if arena_path == "-" else Arena.attach(arena_path, int(capacity))
     else:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.connect(sock_path)
@@ -123,6 +123,9 @@ def main(argv=None):
     rt = Runtime(SocketTransport(conn), wid, node_id=node_id, job_id="01000000", arena=arena,
                  inline_max=int(inline_max), session_dir=session_dir)
     rt_mod._current = rt
+    if sock_path.startswith("tcp:") and arena is not None:     # its node's own store (cluster/nodestore.py)
+        from miniray.cluster.nodestore import NodeStoreClient
+        rt.local_store = NodeStoreClient(os.environ["MINIRAY_STORE_SOCK"])
     conn.send([("hello", wid, os.getpid(), node_id)])
     calls: queue.SimpleQueue = queue.SimpleQueue()
     executor = Executor(rt, wid, node_id, calls)
@@ -130,7 +133,7 @@ def main(argv=None):
                      args=(conn, rt, calls, executor, arena_path, session_dir, int(driver_pid))).start()
     threading.Thread(target=_flush_loop, daemon=True, name="miniray-flusher",
                      args=(rt, executor, threading.Event())).start()
-    if wid == "w1":
+    if wid == "w1" or (arena is not None and wid.endswith("-w1")):
         threading.Thread(target=_prefault, args=(arena,), daemon=True, name="miniray-prefault").start()
     # Main loop
     while True:
