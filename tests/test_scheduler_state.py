@@ -42,7 +42,7 @@ def test_no_worker_and_no_resources_leaves_the_queue_in_order():
     for t in ("t1", "t2", "t3", "t4"):
         S.submit(st, spec(t, fn="slow"), set())
     assert [t for t, _ in S.assign(st)] == ["t1", "t2"]
-    assert list(st.ready) == ["t3", "t4"] and st.available == {"CPU": 0.0}
+    assert S.queued(st) == ["t3", "t4"] and st.available == {"CPU": 0.0}
 
 
 def test_fast_functions_are_prefetched_onto_busy_workers():
@@ -51,7 +51,7 @@ def test_fast_functions_are_prefetched_onto_busy_workers():
     for i in range(6):
         S.submit(st, spec(f"t{i}", fn="tiny"), set())
     placed = S.assign(st)
-    assert len(placed) == 6 and not st.ready
+    assert len(placed) == 6 and not S.queued(st)
     assert sorted(len(s.queue) for s in st.workers.values()) == [3, 3]
     assert st.available == {"CPU": 0.0}          # one CPU per worker slot, not per queued call
 
@@ -59,7 +59,7 @@ def test_fast_functions_are_prefetched_onto_busy_workers():
 def test_a_task_too_big_for_the_node_is_not_placed():
     st = two_idle_workers()
     S.submit(st, spec("big", cpus=4.0), set())
-    assert S.assign(st) == [] and list(st.ready) == ["big"]
+    assert S.assign(st) == [] and S.queued(st) == ["big"]
     assert not S.feasible(st.total, {"CPU": 4.0})
 
 
@@ -82,7 +82,7 @@ def test_hand_back_requeues_calls_at_the_front_in_order():
     wid, slot = next((w, s) for w, s in st.workers.items() if len(s.queue) > 1)
     back = slot.queue[1:]
     S.hand_back(st, wid, back)
-    assert list(st.ready) == back and slot.queue == slot.queue[:1]
+    assert S.queued(st) == back and slot.queue == slot.queue[:1]
     assert all(t not in st.placed for t in back)
 
 
@@ -123,3 +123,15 @@ def test_forget_removes_a_waiting_task_everywhere():
     S.submit(st, spec("t1", deps=["x"]), {"x"})
     S.forget(st, "t1")
     assert st.waiting == {} and st.specs == {} and st.dependents == {"x": set()}
+
+
+def test_calls_that_cannot_be_placed_park_by_kind_and_do_not_block_others():
+    st = two_idle_workers()
+    for i in range(50):
+        S.submit(st, spec(f"big{i}", cpus=4.0), set())
+    S.submit(st, spec("small"), set())
+    assert [t for t, _ in S.assign(st)] == ["small"]        # not stuck behind 50 unplaceable calls
+    assert list(st.ready) == [] and len(st.parked) == 1       # one kind parked, looked at once
+    assert S.queued(st) == [f"big{i}" for i in range(50)]
+    S.forget(st, "big3")
+    assert "big3" not in S.queued(st)

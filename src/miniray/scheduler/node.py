@@ -420,9 +420,10 @@ class Node:
     def _grow_pool(self):
         """A ready call fits a node whose workers are all busy or blocked: start one more there."""
         st = self.state
-        if not st.ready:
+        first = S.first_queued(st)
+        if first is None:
             return
-        spec = st.specs.get(st.ready[0])
+        spec = st.specs.get(first)
         if spec is None:
             return
         need = S.placement_need(spec)

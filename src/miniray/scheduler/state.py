@@ -12,7 +12,10 @@ State
     specs              task_id → TaskSpec, for every task the node still owns
     waiting            task_id → set of dependency object ids not yet ready
     dependents         object id → set of task_ids waiting for it
-    ready              deque of task_ids whose dependencies are ready, in submission order
+    ready              deque of task_ids whose dependencies are ready, in submission order, not yet
+                       looked at by ``assign``
+    parked             kind → deque of ready task_ids that found no worker (``kind_of``: a
+                       scheduling class, as Ray calls it), tried again from the head in each pass
     workers            worker_id → Slot(state, queue, held, gpus, actor_id)
                        state: "starting" | "idle" | "busy" | "blocked" | "actor"
     placed             task_id → worker_id for every task sent to a worker and not yet done
@@ -29,7 +32,6 @@ from dataclasses import dataclass, field
 
 PREFETCH = 16
 FAST = 0.002          # seconds: functions quicker than this are prefetched
-SCAN = 2000           # how far down the ready queue one scheduling pass looks
 
 
 @dataclass
@@ -51,6 +53,7 @@ class State:
     waiting: dict = field(default_factory=dict)
     dependents: dict = field(default_factory=dict)
     ready: deque = field(default_factory=deque)
+    parked: dict = field(default_factory=dict)
     workers: dict = field(default_factory=dict)
     placed: dict = field(default_factory=dict)
     durations: dict = field(default_factory=dict)
@@ -160,36 +163,68 @@ def _order(state: State):
 
 
 def assign(state: State) -> list:
-    """Match ready tasks to workers; returns [(task_id, worker_id)] and updates the state."""
-    out, skipped, scanned = [], deque(), 0
+    """Match ready tasks to workers; returns [(task_id, worker_id)] and updates the state.
+
+    Parked kinds go first, each from its head until one call finds no worker; then new ready
+    calls in order, a call that finds none parking with its kind.  A pass costs the number of
+    kinds plus the calls it looks at for the first time, never the length of the queue."""
+    out = []
     idle = [w for w, s in state.workers.items() if s.state == "idle"]
-    while state.ready and scanned < SCAN:
+    for kind, queue in list(state.parked.items()):
+        while queue:
+            spec = state.specs.get(queue[0])
+            if spec is not None and not _place(state, spec, idle, out):
+                break
+            queue.popleft()
+        if not queue:
+            del state.parked[kind]
+    while state.ready:
         tid = state.ready.popleft()
-        scanned += 1
         spec = state.specs.get(tid)
         if spec is None:
             continue
-        need = placement_need(spec)
-        wid = _pick_worker(state, idle, need, spec) if idle else None
-        if wid is not None:
-            idle.remove(wid)
-            slot = state.workers[wid]
-            slot.held = _acquire(state, need, slot.node)
-            ngpu = int(need.get("GPU", 0))
-            slot.gpus, state.gpus_free = state.gpus_free[:ngpu], state.gpus_free[ngpu:]
-            slot.state = "busy"
-        elif spec.type == "task" and not need.get("GPU"):
-            wid = _prefetch_target(state, spec, need)
-        if wid is None:
-            skipped.append(tid)
-            if not idle:
-                break
-            continue
-        state.workers[wid].queue.append(tid)
-        state.placed[tid] = wid
-        out.append((tid, wid))
-    state.ready.extendleft(reversed(skipped))
+        kind = kind_of(spec)
+        if kind in state.parked or not _place(state, spec, idle, out):
+            state.parked.setdefault(kind, deque()).append(tid)
     return out
+
+
+def kind_of(spec) -> tuple:
+    """What placement looks at: calls of one kind that found no worker in a pass all find none
+    (free resources and idle workers only shrink during a pass)."""
+    return (spec.type, spec.fn_id, not spec.deps, spec.options.get("strategy"), tuple(spec.resources.items()))
+
+
+def _place(state: State, spec, idle: list, out: list) -> bool:
+    need = placement_need(spec)
+    wid = _pick_worker(state, idle, need, spec) if idle else None
+    if wid is not None:
+        idle.remove(wid)
+        slot = state.workers[wid]
+        slot.held = _acquire(state, need, slot.node)
+        ngpu = int(need.get("GPU", 0))
+        slot.gpus, state.gpus_free = state.gpus_free[:ngpu], state.gpus_free[ngpu:]
+        slot.state = "busy"
+    elif spec.type == "task" and not need.get("GPU"):
+        wid = _prefetch_target(state, spec, need)
+    if wid is None:
+        return False
+    state.workers[wid].queue.append(spec.task_id)
+    state.placed[spec.task_id] = wid
+    out.append((spec.task_id, wid))
+    return True
+
+
+def queued(state: State) -> list:
+    """Every ready call not yet placed: parked kinds first, then those not looked at yet."""
+    return [t for q in state.parked.values() for t in q] + list(state.ready)
+
+
+def first_queued(state: State):
+    for q in state.parked.values():
+        if q:
+            return q[0]
+    return state.ready[0] if state.ready else None
 
 
 def _prefetch_target(state: State, spec, need: dict):
@@ -256,8 +291,10 @@ def requeue_front(state: State, tids: list) -> None:
     """Calls a worker handed back (or lost) go back to the head of the ready queue, in order."""
     for tid in reversed(tids):
         state.placed.pop(tid, None)
-        if tid in state.specs:
-            state.ready.appendleft(tid)
+        spec = state.specs.get(tid)
+        if spec is not None:
+            parked = state.parked.get(kind_of(spec))
+            (parked if parked is not None else state.ready).appendleft(tid)
 
 
 def hand_back(state: State, wid: str, tids: list) -> None:
@@ -306,7 +343,9 @@ def forget(state: State, tid: str) -> None:
     state.specs.pop(tid, None)
     for oid in state.waiting.pop(tid, ()):
         state.dependents.get(oid, set()).discard(tid)
-    try:
-        state.ready.remove(tid)
-    except ValueError:
-        pass
+    for queue in [state.ready, *state.parked.values()]:
+        try:
+            queue.remove(tid)
+            return
+        except ValueError:
+            pass
