@@ -10,15 +10,18 @@ import json
 import os
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import textwrap
 import time
 
+import numpy as np
 import psutil
 import pytest
 
 import miniray
+from miniray.cluster import transfer
 from miniray.session import live_heads
 from miniray.transport import auth
 
@@ -135,6 +138,22 @@ def test_wrong_token_and_garbage_are_refused_and_the_head_keeps_serving(head, mo
         def one():
             return 1
         assert miniray.get(one.remote()) == 1
+        secret = miniray.put(np.full(1 << 20, 42, dtype=np.uint8))    # bytes in the head's store
+        data_port = miniray.nodes()[0]["ObjectManagerPort"]
+        # the object port serves raw store bytes: it too wants the token before anything
+        for junk in (struct.pack("!QQ", 0, 1 << 20), os.urandom(64)):
+            with socket.create_connection((host, data_port), timeout=5) as s:
+                try:
+                    s.sendall(junk)
+                    s.shutdown(socket.SHUT_WR)
+                    reply = s.recv(1 << 16)
+                    reply += s.recv(1 << 16)
+                except OSError:
+                    reply = b""
+                assert len(reply) <= 32 + 2 and b"\x2a" * 64 not in reply
+        with pytest.raises(ConnectionError):
+            transfer.fetch((host, data_port), 0, 16, memoryview(bytearray(16)), token=b"wrong")
+        assert miniray.get(secret)[0] == 42 and miniray.get(one.remote()) == 1
     finally:
         miniray.shutdown()
 
@@ -163,7 +182,7 @@ def test_status_lists_nodes_resources_and_the_store(head):
     out = _run(["status", "--address", head["address"]])
     assert out.returncode == 0, out.stderr
     assert "alive" in out.stdout and "CPU" in out.stdout and "teacher" in out.stdout
-    assert "object store:" in out.stdout
+    assert "head's object store:" in out.stdout and "MiB" in out.stdout.splitlines()[0]
 
 
 def test_a_lost_head_is_reported_clearly(tmp_path):

@@ -211,6 +211,40 @@ def test_a_lost_put_raises_object_lost_error_and_the_cluster_keeps_working(clust
     assert miniray.get(where.remote()) in {x["NodeID"] for x in miniray.nodes() if x["Alive"]}
 
 
+def test_actors_on_a_dead_node_restart_elsewhere_or_die_clearly(cluster):
+    home = cluster.add_node(num_cpus=2, resources={"desk": 2})
+    cluster.wait_for_nodes()
+
+    @miniray.remote(resources={"desk": 1})
+    class Clerk:
+        def __init__(self):
+            self.calls = 0
+
+        def where(self):
+            self.calls += 1
+            return node_of_this_call(), self.calls
+
+    keeper = Clerk.options(max_restarts=1).remote()
+    mortal = Clerk.remote()                                   # max_restarts=0: Ray's default
+    first, _ = miniray.get(keeper.where.remote())
+    assert miniray.get(mortal.where.remote())[0] == first
+    spare = cluster.add_node(num_cpus=1, resources={"desk": 1})
+    cluster.wait_for_nodes()
+    cluster.remove_node(home)                                 # SIGKILL: both actors' processes go
+    deadline = time.monotonic() + 30
+    while True:                                               # calls fail until the restart is done
+        try:
+            again, calls = miniray.get(keeper.where.remote(), timeout=30)
+            break
+        except miniray.exceptions.RayActorError:
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+    assert again != first and calls == 1                      # a new process ran __init__ again
+    with pytest.raises(miniray.exceptions.ActorDiedError):
+        miniray.get(mortal.where.remote(), timeout=30)
+    cluster.remove_node(spare, allow_graceful=True)
+
+
 def test_a_frozen_node_is_declared_dead_by_missed_heartbeats(cluster):
     """SIGSTOP keeps the node's connection open but silences it: the head must notice anyway."""
     import signal
@@ -230,3 +264,19 @@ def test_a_frozen_node_is_declared_dead_by_missed_heartbeats(cluster):
     finally:
         os.kill(frozen.pid, signal.SIGCONT)
         cluster.remove_node(frozen)
+
+
+def test_nodes_exit_cleanly_when_the_head_is_lost():
+    import signal
+    other = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    node = other.add_node(num_cpus=1)
+    workers = psutil.Process(node.pid).children(recursive=True)
+    os.kill(other.head.pid, signal.SIGKILL)
+    other.head.proc.wait()
+    assert node.proc.wait(timeout=15) == 0                   # it noticed, and left on its own
+    psutil.wait_procs(workers, timeout=10)
+    assert not any(w.is_running() and w.status() != psutil.STATUS_ZOMBIE for w in workers)
+    assert not [n for n in os.listdir("/dev/shm") if n.startswith(f"miniray_{node.pid}_")]
+    other.head = None
+    other.shutdown()
+    miniray.session.reap_stale_sessions()

@@ -88,7 +88,9 @@ def run_agent(args, resources) -> int:
                 elif item[0] == "free":
                     store.free(item[1])
     except (ConnectionClosed, OSError):
-        pass
+        if not stop.is_set():
+            print(f"miniray node {node_id[:12]}: lost the head at {args.address}; stopping this node "
+                  "and its workers.", file=sys.stderr, flush=True)
     for w in workers:
         if w.poll() is None:
             w.kill()

@@ -181,7 +181,10 @@ def status(argv) -> int:
         total, avail = miniray.runtime.current_runtime().resources()
         mem = memory_summary()
         for n in miniray.nodes():
-            print(f"node {n['NodeID'][:12]}  {n['NodeManagerAddress']}  {'alive' if n['Alive'] else 'DEAD'}")
+            store = (f"store {n['ObjectStoreUsedMemory'] / 2**20:.1f} / {n['ObjectStoreMemory'] / 2**20:.0f} MiB"
+                     if n["Alive"] else "")
+            print(f"node {n['NodeID'][:12]}  {n['NodeManagerAddress']:<15} {'alive' if n['Alive'] else 'DEAD':<6}"
+                  f" {store}")
         print("resources (used / total):")
         for k in sorted(total):
             if k.startswith("node_id:"):
@@ -189,7 +192,7 @@ def status(argv) -> int:
             used = total[k] - max(0.0, avail.get(k, 0.0))
             fmt = (lambda v: f"{v / 2**30:.1f} GiB") if "memory" in k else (lambda v: f"{v:g}")
             print(f"  {k:<22} {fmt(used)} / {fmt(total[k])}")
-        print(f"object store: {mem['used'] / 2**20:.1f} MiB used of {mem['capacity'] / 2**20:.1f} MiB, "
+        print(f"head's object store: {mem['used'] / 2**20:.1f} MiB used of {mem['capacity'] / 2**20:.1f} MiB, "
               f"{mem['spilled'] / 2**20:.1f} MiB spilled, {mem['num_objects']} objects")
     finally:
         miniray.shutdown()

@@ -110,8 +110,8 @@ def set_token(token: bytes) -> None:
     _token = token
 
 
-def _connect(addr: tuple):
-    token = _token or os.environ.get("MINIRAY_TOKEN", "").encode()
+def _connect(addr: tuple, token: bytes | None):
+    token = token or _token or os.environ.get("MINIRAY_TOKEN", "").encode()
     if not token:
         raise ConnectionError("this process has no cluster token (MINIRAY_TOKEN) to fetch objects with")
     sock = socket.create_connection(tuple(addr), timeout=10)
@@ -121,11 +121,11 @@ def _connect(addr: tuple):
     return sock
 
 
-def fetch(addr: tuple, off: int, n: int, into: memoryview) -> None:
+def fetch(addr: tuple, off: int, n: int, into: memoryview, token: bytes | None = None) -> None:
     """Copy ``n`` bytes at ``off`` of the arena served at ``addr`` into ``into``.  Raises
     ConnectionError when the source is gone or the transfer breaks (the caller reports the object
     lost); one process runs one transfer per source at a time."""
-    key = tuple(addr)
+    key = (*addr, token)
     with _lock:
         entry = _conns.get(key)
         if entry is None:
@@ -133,7 +133,7 @@ def fetch(addr: tuple, off: int, n: int, into: memoryview) -> None:
     with entry[1]:
         try:
             if entry[0] is None:
-                entry[0] = _connect(key)
+                entry[0] = _connect(tuple(addr), token)
             sock = entry[0]
             sock.sendall(_REQ.pack(off, n))
             got = 0

@@ -859,15 +859,20 @@ class Node:
         client.deliver([("reply", rid, True, self.store.summary())])
 
     def _req_nodes(self, client, rid):
-        out = [{"NodeID": self.node_id, "Alive": True, "NodeManagerAddress": getattr(self, "node_ip", "127.0.0.1"),
-                "Resources": dict(self.state.nodes[self.node_id]["total"])}]
+        def entry(node_id, alive, total, ip):
+            port = self.store.addresses.get(node_id, (None, None))[1]
+            store = ((self.store.arena.used, self.store.arena.capacity) if node_id == self.node_id
+                     else self.node_info.get(node_id, {}).get("store", (0, 0)))
+            return {"NodeID": node_id, "Alive": alive, "NodeManagerAddress": ip, "Resources": dict(total),
+                    "ObjectManagerPort": port, "ObjectStoreUsedMemory": store[0] if alive else 0,
+                    "ObjectStoreMemory": store[1]}
+        out = [entry(self.node_id, True, self.state.nodes[self.node_id]["total"],
+                     getattr(self, "node_ip", "127.0.0.1"))]
         for node_id, res in self.state.nodes.items():
             if node_id != self.node_id:
-                out.append({"NodeID": node_id, "Alive": True, "Resources": dict(res["total"]),
-                            "NodeManagerAddress": self.node_info.get(node_id, {}).get("ip", "?")})
+                out.append(entry(node_id, True, res["total"], self.node_info.get(node_id, {}).get("ip", "?")))
         for node_id, info in self.dead_nodes.items():
-            out.append({"NodeID": node_id, "Alive": False, "Resources": info["total"],
-                        "NodeManagerAddress": info.get("ip", "?")})
+            out.append(entry(node_id, False, info["total"], info.get("ip", "?")))
         client.deliver([("reply", rid, True, out)])
 
     def _req_events(self, client, rid, since):
