@@ -7,15 +7,25 @@ client → node (a client is the driver, a worker, or later a remote driver)
     ("submit", TaskSpec)                a task, an actor creation or an actor method call
     ("refs", [(oid, delta), ...])       ObjectRef counts in that process went 0→1 (+1) or 1→0 (-1)
     ("unpin", [oid, ...])               zero-copy views of these objects died in that process
-    ("put", oid, desc, contained, call_site)   a value the client stored itself
+    ("put", oid, desc, contained, call_site)   a value the client stored itself; desc ("rshm", ...)
+                                        means in the arena of the client's own (joined) node
+    ("copy", oid, desc)                 the client pulled a copy of oid into its node's arena
+    ("write", offset, bytes)            a piece of an object streamed into a block of the head's arena
     ("req", rid, kind, args)            a request that gets exactly one ("reply", rid, ok, value)
 worker → node only
     ("hello", worker_id, pid)           first item on a worker's connection
     ("started", task_id, ts)            the task began to run
     ("done", task_id, Result)           the task ended (value, error, or cancelled)
     ("requeue", [task_id, ...])         prefetched calls handed back before the worker blocks in get
+node agent → head
+    ("hello_node", node_id, ip, total, data_addr)   first item of a joined node's connection
+    ("heartbeat", store_used, store_capacity)       every second
+head → node agent
+    ("spawn",)                          start one more worker there
+    ("free", [offset, ...])             objects stored on that node were freed
 node → worker ("call items")
-    ("exec", TaskSpec, fn_blob|None, {oid: desc}, gpu_ids)
+    ("exec", TaskSpec, fn_blob|None, {oid: desc}, gpu_ids)   desc ("fetch", data_addr, ...): the
+                                        object lives on another node; pull it (cluster/transfer.py)
     ("cancel", task_id)
 node → any client
     ("reply", rid, ok, value)
