@@ -925,14 +925,25 @@ print("big_box is on", ray.get(where.options(resources={"big_box": 1}).remote(0)
 # When a node dies
 
 Kill a node the hard way (SIGKILL, like a crashed machine): it is marked dead, and its running
-tasks are retried on the nodes that are left.
+tasks are retried on the nodes that are left. Each node keeps its own object store, so a result
+that lived only there is gone too; miniray makes it again by re-running the task that made it
+(its *lineage*), as Ray does.
 """),
         code("""
-doomed = cluster.add_node(num_cpus=1, resources={"doomed": 1})
+@ray.remote(resources={"maker": 1})
+def make():
+    return list(range(100_000)), ray.get_runtime_context().get_node_id()[:8]
+
+doomed = cluster.add_node(num_cpus=1, resources={"maker": 1})
+cluster.wait_for_nodes()
+ref = make.remote()
+ray.wait([ref])                         # made, and stored on the doomed node only
+cluster.add_node(num_cpus=1, resources={"maker": 1})
 cluster.wait_for_nodes()
 cluster.remove_node(doomed)             # SIGKILL
-time.sleep(0.5)
 print([("alive" if n["Alive"] else "DEAD") for n in ray.nodes()])
+values, made_on = ray.get(ref)          # rebuilt on the new node
+print(len(values), "values, made again on", made_on)
 print(len(ray.get([where.remote(i) for i in range(4)])), "tasks still run")
 cluster.shutdown()
 """),
@@ -1009,8 +1020,6 @@ Ask for what your tasks need: idle CPUs in a job are still billed.
 
 .blue[NOTE]: develop with `ray.init()` on your laptop, try it on a `Cluster` of local nodes, then
 submit the same script with `miniray slurm submit`. Only where it runs changes.
-
-In this version objects made on other nodes are copied to the head's store; per-node stores come next.
 """),
         code("""
 import os
