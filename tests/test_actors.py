@@ -467,7 +467,7 @@ def test_actor_calls_in_event_log_and_timeline(rt):
     names = [e["name"] for e in subs]
     assert "Counter.__init__" in names and names.count("Counter.increment") == 3 and "Counter.read" in names
     read = next(e for e in subs if e["name"] == "Counter.read")
-    assert read["type"] == "actor_method" and read["returns"] == [ref.hex()]
+    assert read["type"] == "actor_method" and list(read["returns"]) == [ref.hex()]
     done = {e["task_id"] for e in evs if e["kind"] == "finished"}
     assert all(e["task_id"] in done for e in subs)
     trace = ray.timeline()

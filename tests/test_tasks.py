@@ -743,7 +743,7 @@ def test_event_log_records_submitted_started_finished_with_deps_and_returns(rt):
     assert len(sub) == 1, evs
     sub = sub[0]
     assert x.hex() in sub["deps"]
-    assert sub["returns"] == [y.hex()]
+    assert list(sub["returns"]) == [y.hex()]
     assert sub["name"] == "ident" and sub["type"] == "task"
     assert tid is None or sub["task_id"] == tid
     assert "test_tasks.py" in sub["call_site"]

@@ -17,9 +17,9 @@ Every event has ``seq`` (its index in the log), ``kind`` and ``ts`` (seconds sin
 The kinds and their fields:
 
 ``submitted``  task_id, name ("square", "Counter.increment", "Counter.__init__"), type ("task" |
-               "actor_method" | "actor_creation"), actor_id (hex or None), deps (object ids the task
-               takes: top-level refs and refs nested in its arguments), returns (object ids it will
-               produce), call_site ("file.py:12"), resources ({"CPU": 1.0, ...})
+               "actor_method" | "actor_creation"), actor_id (hex or None), deps (a tuple of the object
+               ids the task takes: top-level refs and refs nested in its arguments), returns (a tuple
+               of the object ids it will produce), call_site ("file.py:12"), resources ({"CPU": 1.0, ...})
 ``started``    task_id, worker_id ("w3"), pid, node_id, actor_id
 ``finished``   task_id, state ("FINISHED" | "FAILED" | "CANCELLED"), error (exception class name or
                None), worker_id, pid
@@ -32,6 +32,9 @@ The kinds and their fields:
 ``lost``       object_id, node_id (its only copy was on a node that died)
 ``reconstructing`` task_id, name, node_id (re-run to make again outputs lost with that node)
 
+Events hold only strings, numbers, tuples and flat dicts, so the garbage collector stops tracking
+them: a long log costs nothing at each collection.
+
 The magics and ``miniray.util.state`` read only :func:`events` and :func:`cursor`; they never reach
 into the runtime.
 """
@@ -43,27 +46,34 @@ from typing import Any
 
 KINDS = ("submitted", "started", "finished", "put", "stored", "freed", "spilled", "restored", "copied",
          "lost", "reconstructing")
+_KINDS = frozenset(KINDS)
 
 
 class EventLog:
-    """An append-only, thread-safe list of event dicts."""
+    """An append-only, thread-safe list of events, kept as tuples of (field, value) pairs (the
+    collector untracks those) and handed out as fresh dicts."""
 
     def __init__(self, max_events: int = 2_000_000):
         self._events: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self._max = max_events
+        self._dict_fields: set = set()   # fields that were dicts, stored as pairs
         self.dropped = 0
 
     def emit(self, kind: str, ts: float | None = None, **fields: Any) -> None:
-        if kind not in KINDS:
+        if kind not in _KINDS:
             raise ValueError(f"unknown event kind {kind!r}; expected one of {KINDS}")
-        event = {"kind": kind, "ts": time.time() if ts is None else ts, **fields}
+        fields["kind"], fields["ts"] = kind, time.time() if ts is None else ts
+        for k, v in fields.items():
+            if type(v) is dict:     # a dict stays tracked by the collector: keep its pairs instead
+                fields[k] = tuple(v.items())
+                self._dict_fields.add(k)
         with self._lock:
             if len(self._events) >= self._max:
                 self.dropped += 1
                 return
-            event["seq"] = len(self._events)
-            self._events.append(event)
+            fields["seq"] = len(self._events)
+            self._events.append(tuple(fields.items()))
 
     def extend(self, events: list[dict[str, Any]]) -> None:
         """Append events built elsewhere (already holding kind and ts), keeping their order."""
@@ -73,11 +83,16 @@ class EventLog:
                     self.dropped += 1
                     continue
                 event["seq"] = len(self._events)
-                self._events.append(event)
+                self._events.append(tuple(event.items()))
 
     def since(self, seq: int = 0) -> list[dict[str, Any]]:
         with self._lock:
-            return [dict(e) for e in self._events[seq:]]
+            stored = self._events[seq:]
+        out, as_dicts = [dict(e) for e in stored], self._dict_fields
+        for event in out:
+            for k in as_dicts.intersection(event):
+                event[k] = dict(event[k])
+        return out
 
     def __len__(self) -> int:
         return len(self._events)

@@ -67,9 +67,20 @@ def resource_request(opts: dict, default_cpus: float) -> dict:
     return {k: v for k, v in need.items() if v}
 
 
-def pack_args(rt, sig, name, args, kwargs):
-    """(args descriptor, deps, nested refs) for a call; raises TypeError like a local call would."""
-    if sig is not None:
+def fixed_arity(sig) -> int:
+    """How many positional arguments a call must pass when the signature has only plain positional
+    parameters (no defaults, no *args, **kwargs or keyword-only): such a call needs no bind()."""
+    if sig is None:
+        return -1
+    plain = all(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+                for p in sig.parameters.values())
+    return len(sig.parameters) if plain else -1
+
+
+def pack_args(rt, sig, name, args, kwargs, arity=-1):
+    """(args descriptor, deps, nested refs) for a call; raises TypeError like a local call would.
+    ``arity`` (from ``fixed_arity``) lets a plain call skip the signature check."""
+    if sig is not None and (kwargs or len(args) != arity):
         try:
             sig.bind(*args, **kwargs)
         except TypeError as err:
@@ -141,6 +152,7 @@ class RemoteFunction:
             self._sig = inspect.signature(fn)
         except (TypeError, ValueError):
             self._sig = None
+        self._arity = fixed_arity(self._sig)
         functools.update_wrapper(self, fn, updated=())
 
     def __call__(self, *args, **kwargs):
@@ -165,7 +177,7 @@ class RemoteFunction:
             self._blob = (rt.address, dumps_code(self._function, ship_module=rt.address is not None))
         rt.ensure_function(self._fn_id, lambda: self._blob[1])
         name = opts.get("name") or self._function.__name__
-        desc, deps, nested, keep = pack_args(rt, self._sig, name, args, kwargs)
+        desc, deps, nested, keep = pack_args(rt, self._sig, name, args, kwargs, self._arity)
         n = opts.get("num_returns", "streaming" if inspect.isgeneratorfunction(self._function) else 1)
         if n not in ("dynamic", "streaming") and (not isinstance(n, int) or n < 0):
             raise ValueError(f"num_returns must be an int >= 0, got {n!r}.")

@@ -163,7 +163,7 @@ class Runtime:
             self._counts[oid] = n + 1
             if n == 0:
                 if self.store is not None:
-                    self.store.add_ref(oid, self.holder, +1)
+                    self.store.add_ref_soon(oid, self.holder)
                 else:
                     self._pending.append(("refs", oid, +1))
 

@@ -83,6 +83,7 @@ class LocalClient:
 class Node:
     def __init__(self, *, session_dir, node_id, total, store, events, num_workers, inline_max):
         self.session_dir, self.node_id, self.store, self.events = session_dir, node_id, store, events
+        self.emit = events.emit
         self.state = S.new_state(total, node_id)
         self.peers: dict[str, WorkerConn] = {}      # node_id -> the agent of a joined node
         self.dead_nodes: dict[str, dict] = {}
@@ -103,6 +104,7 @@ class Node:
         self.allocs: dict[str, set] = {}           # holder -> arena offsets handed out, not yet sealed
         self.cancelled: set = set()
         self.warned: set = set()
+        self._feasible: dict = {}                  # resource shape -> can some node ever run it
         self.submitted_at: dict[str, float] = {}
         self._partial: dict = {}                   # (pid, stream) -> bytes of an unfinished line
         self._self_client = type("NodeItself", (), {"holder": "node", "deliver": lambda self, items: None})()
@@ -142,9 +144,6 @@ class Node:
             self._wake_w.send(b"\0")
         except (BlockingIOError, OSError):
             pass
-
-    def emit(self, kind, **fields):
-        self.events.emit(kind, **fields)
 
     # Main loop ---------------------------------------------------------------------------------
     def run(self):
@@ -323,6 +322,8 @@ class Node:
         elif kind == "started":
             self._started(client, item[1], item[2])
         elif kind == "done":
+            if len(item) > 3:              # it started and ended within one batch from the worker
+                self._started(client, item[1], item[2].start)
             self._done(client, item[1], item[2])
         elif kind == "fn":
             self.functions[item[1]] = item[2]
@@ -377,13 +378,17 @@ class Node:
         self.submitted_at[spec.task_id] = ts
         self.store.use(spec.deps + spec.nested, +1)
         self.emit("submitted", ts=ts, task_id=spec.task_id, name=spec.name, type=spec.type,
-                  actor_id=spec.actor_id, deps=list(spec.deps + spec.nested), returns=list(spec.returns),
-                  call_site=spec.call_site, resources=dict(spec.resources))
+                  actor_id=spec.actor_id, deps=spec.deps + spec.nested, returns=spec.returns,
+                  call_site=spec.call_site, resources=spec.resources)
         if spec.type == "actor_method":
             self.actors.enqueue(spec)
             return
         need = S.placement_need(spec)
-        if not S.feasible(self.state, need):
+        shape = tuple(need.items())
+        ok = self._feasible.get(shape)
+        if ok is None:       # cached until a node joins or leaves
+            ok = self._feasible[shape] = S.feasible(self.state, need)
+        if not ok:
             key = (spec.name, tuple(sorted(need.items())))
             if key not in self.warned:
                 self.warned.add(key)
@@ -495,6 +500,7 @@ class Node:
         self.drivers[wc.holder] = wc
         self.node_info[node_id] = {"ip": ip, "joined": time.time()}
         S.add_node(self.state, node_id, total)
+        self._feasible.clear()
         self.beats[node_id] = time.monotonic()
         wc.deliver([("welcome_node", self.node_id)])
 
@@ -506,6 +512,7 @@ class Node:
         res = self.state.nodes.get(node_id, {"total": {}})
         self.dead_nodes[node_id] = {"total": dict(res["total"]), **self.node_info.get(node_id, {})}
         S.remove_node(self.state, node_id)
+        self._feasible.clear()
         for wid, slot in list(self.state.workers.items()):
             if slot.node == node_id and wid in self.conns:
                 self._worker_died(self.conns[wid])

@@ -29,7 +29,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from dataclasses import dataclass, field
+from collections import deque
 
 from miniray.exceptions import ObjectStoreFullError
 from miniray.store.arena import Arena
@@ -45,24 +45,21 @@ _MOVES = {
 }
 
 
-@dataclass
 class Entry:
-    oid: str
-    state: str = PENDING
-    desc: tuple | None = None          # ("inline", ...) | ("shm", ...) | ("error", bytes)
-    size: int = 0
-    refs: dict = field(default_factory=dict)      # holder -> count
-    pins: dict = field(default_factory=dict)      # holder -> count
-    uses: int = 0
-    captured: int = 0
-    contains: tuple = ()
-    call_site: str = ""
-    pid: int = 0
-    task_id: str = ""
-    spill_path: str = ""
-    last_access: float = 0.0
-    node: str = ""                                # the node whose arena holds ``desc`` (shm only)
-    copies: list = field(default_factory=list)    # more copies: (node id, shm desc)
+    """One object's row.  A plain class with slots: the driver makes one per returned ref, so it
+    must be cheap to create."""
+    __slots__ = ("oid", "state", "desc", "size", "refs", "pins", "uses", "captured", "contains", "call_site",
+                 "pid", "task_id", "spill_path", "last_access", "node", "copies")
+
+    def __init__(self, oid: str):
+        self.oid, self.state, self.desc, self.size = oid, PENDING, None, 0
+        self.refs: dict = {}            # holder -> count
+        self.pins: dict = {}            # holder -> count
+        self.uses = self.captured = 0
+        self.contains: tuple = ()
+        self.call_site = self.task_id = self.spill_path = self.node = ""
+        self.pid, self.last_access = 0, 0.0
+        self.copies: list = []          # more copies: (node id, shm desc); ``desc`` is in ``node``
 
     @property
     def location(self) -> str:
@@ -82,14 +79,31 @@ class _Watch(threading.Event):
     remaining: set
 
 
+class _StoreLock:
+    """The store's re-entrant lock.  Whoever takes it first applies the ref increments queued
+    without it (``add_ref_soon``), so every decision made under the lock sees them."""
+
+    def __init__(self, store):
+        self._lock, self._store = threading.RLock(), store
+
+    def __enter__(self):
+        self._lock.acquire()
+        if self._store.ref_queue:
+            self._store.drain_ref_queue()
+        return self
+
+    def __exit__(self, *exc_info):
+        self._lock.release()
+
+
 class ObjectStore:
     """State: ``entries`` (oid → Entry) and the arena's allocation; ``lock`` guards both."""
 
     def __init__(self, arena: Arena, spill_dir: str, node_id: str, emit):
         self.arena, self.spill_dir, self.node_id, self.emit = arena, spill_dir, node_id, emit
         self.entries: dict[str, Entry] = {}
-        self.lock = threading.RLock()
-        self.ready_cond = threading.Condition(self.lock)
+        self.ref_queue: deque = deque()    # (oid, holder): +1 refs from the driver thread, not yet applied
+        self.lock = _StoreLock(self)
         self.spilled_bytes = 0
         self.on_ready = None   # set by the node: called with each oid that became READY or FAILED
         self.watchers: dict = {}   # oid -> [_Watch]: the driver's gets, woken when all are ready
@@ -271,6 +285,18 @@ class ObjectStore:
             if n <= 0:
                 del e.refs[holder]
                 self._maybe_free(e)
+
+    def add_ref_soon(self, oid: str, holder: str) -> None:
+        """+1 ref without taking the lock (the driver's hot path): applied by the next lock holder,
+        before anything that could free the object is decided."""
+        self.ref_queue.append((oid, holder))
+
+    def drain_ref_queue(self) -> None:
+        queue = self.ref_queue
+        while queue:
+            oid, holder = queue.popleft()
+            e = self.entries.get(oid) or self.entry(oid)
+            e.refs[holder] = e.refs.get(holder, 0) + 1
 
     def pin(self, oid: str, holder: str, n: int = 1) -> None:
         with self.lock:

@@ -130,6 +130,11 @@ class Executor:
         with self._started_lock:
             items, self._started = self._started, []
         if items:
+            done = {it[1] for it in items if it[0] == "done"}
+            both = {it[1] for it in items if it[0] == "started" and it[1] in done}
+            if both:   # a call that started and ended within one batch: its "done" says both
+                items = [("done", it[1], it[2], True) if it[0] == "done" and it[1] in both else it
+                         for it in items if not (it[0] == "started" and it[1] in both)]
             self.rt.send(items)
 
     # -- dispatch ---------------------------------------------------------------------------------
