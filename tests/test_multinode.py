@@ -245,6 +245,21 @@ def test_actors_on_a_dead_node_restart_elsewhere_or_die_clearly(cluster):
     cluster.remove_node(spare, allow_graceful=True)
 
 
+def test_a_gpu_task_on_a_joined_node_gets_that_nodes_gpu_ids(cluster):
+    gpu_node = cluster.add_node(num_cpus=2, num_gpus=2, resources={"gpu_box": 1})
+    cluster.wait_for_nodes()
+
+    @miniray.remote(num_gpus=1, resources={"gpu_box": 0.1})
+    def visible():
+        time.sleep(0.5)
+        return os.environ.get("CUDA_VISIBLE_DEVICES"), miniray.get_gpu_ids()
+
+    seen = miniray.get([visible.remote(), visible.remote()])
+    assert sorted(v for v, _ in seen) == ["0", "1"]          # two tasks at once: one id each
+    assert sorted(tuple(ids) for _, ids in seen) == [(0,), (1,)]
+    cluster.remove_node(gpu_node, allow_graceful=True)
+
+
 def test_a_frozen_node_is_declared_dead_by_missed_heartbeats(cluster):
     """SIGSTOP keeps the node's connection open but silences it: the head must notice anyway."""
     import signal

@@ -113,9 +113,26 @@ def test_gpu_ids_are_handed_out_and_returned():
     S.submit(st, TaskSpec("g", "g", "task", "g", ("inline", b"", []), (), (), ("g00",), 1,
                           {"CPU": 1.0, "GPU": 1.0}), set())
     [(_, wid)] = S.assign(st)
-    assert st.workers[wid].gpus == [0] and st.gpus_free == [1]
+    assert st.workers[wid].gpus == [0] and st.nodes[""]["gpus"] == [1]
     S.task_done(st, "g")
-    assert sorted(st.gpus_free) == [0, 1] and st.available["GPU"] == 2.0
+    assert sorted(st.nodes[""]["gpus"]) == [0, 1] and st.available["GPU"] == 2.0
+
+
+def test_gpu_ids_belong_to_each_node():
+    """Two nodes with one GPU each: each task sees id 0, of its own node (CUDA_VISIBLE_DEVICES=0)."""
+    st = S.new_state({"CPU": 1.0, "GPU": 1.0}, "head")
+    S.add_node(st, "b", {"CPU": 1.0, "GPU": 1.0})
+    st.workers["w1"] = S.Slot(node="head", state="idle")
+    st.workers["w2"] = S.Slot(node="b", state="idle")
+    for t in ("g1", "g2"):
+        S.submit(st, TaskSpec(t, t, "task", t, ("inline", b"", []), (), (), (t + "00",), 1,
+                              {"CPU": 1.0, "GPU": 1.0}), set())
+    placed = dict(S.assign(st))
+    assert sorted(st.workers[w].node for w in placed.values()) == ["b", "head"]
+    assert [st.workers[w].gpus for w in placed.values()] == [[0], [0]]
+    assert st.nodes["head"]["gpus"] == [] and st.nodes["b"]["gpus"] == []
+    S.worker_gone(st, placed["g2"])
+    assert st.nodes[st.workers[placed["g1"]].node]["gpus"] == []      # only the dead worker's id returns
 
 
 def test_forget_removes_a_waiting_task_everywhere():

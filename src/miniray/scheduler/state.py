@@ -8,7 +8,8 @@ State
     nodes              node_id → {"total": {...}, "available": {...}}: what placement checks; a call
                        runs on one node, so it must fit that node (DEFAULT packs the first node that
                        fits, the head first; SPREAD picks the node with the most CPU free)
-    gpus_free          GPU ids not handed to any task or actor
+    nodes[n]["gpus"]   that node's GPU ids not handed to any task or actor (ids are per node: a
+                       task on node B with one GPU may get id 0 while one on the head also has 0)
     specs              task_id → TaskSpec, for every task the node still owns
     waiting            task_id → set of dependency object ids not yet ready
     dependents         object id → set of task_ids waiting for it
@@ -48,7 +49,6 @@ class Slot:
 class State:
     total: dict
     available: dict
-    gpus_free: list = field(default_factory=list)
     specs: dict = field(default_factory=dict)
     waiting: dict = field(default_factory=dict)
     dependents: dict = field(default_factory=dict)
@@ -62,14 +62,16 @@ class State:
 
 
 def new_state(total: dict, node_id: str = "") -> State:
-    gpus = list(range(int(total.get("GPU", 0))))
-    st = State(total=dict(total), available=dict(total), gpus_free=gpus, head=node_id)
-    st.nodes[node_id] = {"total": dict(total), "available": dict(total)}
+    st = State(total=dict(total), available=dict(total), head=node_id)
+    add_node(st, node_id, total, count=False)
     return st
 
 
-def add_node(state: State, node_id: str, total: dict) -> None:
-    state.nodes[node_id] = {"total": dict(total), "available": dict(total)}
+def add_node(state: State, node_id: str, total: dict, count: bool = True) -> None:
+    state.nodes[node_id] = {"total": dict(total), "available": dict(total),
+                            "gpus": list(range(int(total.get("GPU", 0))))}
+    if not count:
+        return
     for k, v in total.items():
         state.total[k] = state.total.get(k, 0.0) + v
         state.available[k] = state.available.get(k, 0.0) + v
@@ -203,7 +205,9 @@ def _place(state: State, spec, idle: list, out: list) -> bool:
         slot = state.workers[wid]
         slot.held = _acquire(state, need, slot.node)
         ngpu = int(need.get("GPU", 0))
-        slot.gpus, state.gpus_free = state.gpus_free[:ngpu], state.gpus_free[ngpu:]
+        if ngpu:
+            free = _gpus(state, slot.node)
+            slot.gpus, free[:] = free[:ngpu], free[ngpu:]
         slot.state = "busy"
     elif spec.type == "task" and not need.get("GPU"):
         wid = _prefetch_target(state, spec, need)
@@ -273,8 +277,13 @@ def task_done(state: State, tid: str, duration: float | None = None) -> str | No
 def _free_slot(state: State, slot: Slot) -> None:
     if slot.state != "blocked":
         _release(state, slot.held, slot.node)
-    state.gpus_free.extend(slot.gpus)
+    _gpus(state, slot.node).extend(slot.gpus)
     slot.held, slot.gpus = {}, []
+
+
+def _gpus(state: State, node: str) -> list:
+    """The free GPU ids of ``node`` (a throwaway list for a node that is gone)."""
+    return state.nodes[node]["gpus"] if node in state.nodes else []
 
 
 def bind_actor(state: State, wid: str, actor_id: str, lifetime_need: dict) -> None:
@@ -332,7 +341,7 @@ def worker_gone(state: State, wid: str) -> list:
     lost = list(slot.queue)
     if slot.state in ("busy", "actor"):
         _release(state, slot.held, slot.node)
-    state.gpus_free.extend(slot.gpus)
+    _gpus(state, slot.node).extend(slot.gpus)
     for tid in lost:
         state.placed.pop(tid, None)
     return lost
