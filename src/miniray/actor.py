@@ -14,8 +14,8 @@ import uuid
 import cloudpickle
 
 from miniray.refs import ObjectRef
-from miniray.remote_function import (ACTOR_OPTIONS, check_options, pack_args, resource_request, return_ids,
-                                     wrap_returns)
+from miniray.remote_function import (ACTOR_OPTIONS, check_options, fixed_arity, pack_args, resource_request,
+                                     return_ids, wrap_returns)
 from miniray.runtime import call_site, current_runtime
 from miniray.store.serialization import dumps_code
 from miniray.transport.messages import TaskSpec
@@ -88,7 +88,8 @@ class ActorClass:
         actor_id = "a" + tid
         methods = {m: {"num_returns": v["num_returns"]} for m, v in self._methods.items()}
         handle_state = {"actor_id": actor_id, "class_name": name, "methods": methods,
-                        "sigs": {m: v["sig"] for m, v in self._methods.items()}}
+                        "sigs": {m: v["sig"] for m, v in self._methods.items()},
+                        "arity": {m: fixed_arity(v["sig"]) for m, v in self._methods.items()}}
         explicit = tuple(k for k, key in (("CPU", "num_cpus"), ("GPU", "num_gpus"), ("memory", "memory"))
                          if opts.get(key) is not None) + tuple((opts.get("resources") or {}).keys())
         env = (opts.get("runtime_env") or {}).get("env_vars")
@@ -174,7 +175,8 @@ class ActorMethod:
         rt = current_runtime()
         st = self._handle._state
         qual = f"{st['class_name']}.{self._name}"
-        desc, deps, nested, keep = pack_args(rt, st.get("sigs", {}).get(self._name), qual, args, kwargs)
+        desc, deps, nested, keep = pack_args(rt, st.get("sigs", {}).get(self._name), qual, args, kwargs,
+                                             st.get("arity", {}).get(self._name, -1))
         n = self._num_returns
         tid = rt.new_task_id()
         returns = return_ids(tid, n)

@@ -26,6 +26,7 @@ from miniray.transport import auth
 
 _REQ = struct.Struct("!QQ")
 CHUNK = 4 << 20
+BUF = 4 << 20       # socket buffers: fewer wake-ups per object (the kernel caps it at its rmem/wmem_max)
 
 
 class DataServer:
@@ -62,6 +63,7 @@ class DataServer:
             sock.close()
             return
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, BUF)
         try:
             while True:
                 head = _recv_exact(sock, _REQ.size)
@@ -117,6 +119,7 @@ def _connect(addr: tuple, token: bytes | None):
     sock = socket.create_connection(tuple(addr), timeout=10)
     auth.connect(sock, token)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, BUF)
     sock.settimeout(30)
     return sock
 
