@@ -6,6 +6,7 @@
     agent.py      ``miniray start --address``: a node that lends its CPUs and keeps its own store
     nodestore.py  that node's arena and the allocator its workers share
     transfer.py   object bytes between nodes: every store serves its arena; readers pull copies
+    (scheduler/nodes.py: the head's side: membership, heartbeats, death and lineage)
 
 The design, written before the code (what was built differs only where noted):
 

@@ -108,7 +108,7 @@ def run_head(args, resources) -> int:
                               session_dir=sdir, node_ip=ip)
     host = "0.0.0.0" if args.node_ip_address not in (None, "127.0.0.1") else "127.0.0.1"
     try:
-        port = node.listen_tcp(host, args.port, token)
+        port = node.nodes.listen(host, args.port, token)
     except OSError as err:
         node.store.arena.unlink()
         print(f"miniray start: cannot listen on port {args.port}: {err}. Pick another with --port.",

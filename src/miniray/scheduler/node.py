@@ -8,8 +8,11 @@
                         ObjectStore (shm arena)   EventLog
 
 Who runs where: ``Node.run`` is the only thread that changes ``state`` (scheduler/state.py), the actor
-table and the waiters; the store is shared with the driver thread under its lock.  Workers are
-separate processes that connect to ``node.sock`` in the session directory.
+table (scheduler/actors.py), the node table (scheduler/nodes.py) and the waiters; the store is shared
+with the driver thread under its lock.  Workers are separate processes that connect to ``node.sock``
+in the session directory.  As a cluster's head (``miniray start --head``), the same Node also takes
+TCP connections from drivers, joined nodes and their workers (``NodeTable.listen``); a worker of
+another node is a client like any other, whose objects live in its own node's arena.
 
 A client is anything that sends client items (transport/messages.py): the driver (in-process, through
 ``inbox``) or a worker (through its socket).  Each is known by a *holder* name ("driver", "w3") that
@@ -32,6 +35,7 @@ from collections import deque
 from miniray import exceptions as exc
 from miniray.scheduler import state as S
 from miniray.scheduler.actors import ActorTable
+from miniray.scheduler.nodes import NodeTable
 from miniray.store.objects import block_of
 from miniray.store.serialization import Serialized, desc_size
 from miniray.transport.framing import Connection, ConnectionClosed, FrameReader
@@ -85,19 +89,15 @@ class Node:
         self.session_dir, self.node_id, self.store, self.events = session_dir, node_id, store, events
         self.emit = events.emit
         self.state = S.new_state(total, node_id)
-        self.peers: dict[str, WorkerConn] = {}      # node_id -> the agent of a joined node
-        self.dead_nodes: dict[str, dict] = {}
         self.actors = ActorTable(self)
+        self.nodes = NodeTable(self)                 # joined nodes, heartbeats, lineage (cluster mode)
         self.num_workers, self.inline_max = max(1, num_workers), inline_max
         self.functions: dict[str, bytes] = {}
         self.procs: dict[str, subprocess.Popen] = {}
         self.conns: dict[str, WorkerConn] = {}
         self.clients: dict[str, object] = {}
         self.drivers: dict[str, WorkerConn] = {}     # drivers (and node agents) connected over TCP
-        self.node_info: dict[str, dict] = {}
         self.spawning: dict[str, int] = {}           # node_id -> workers asked of its agent, not yet here
-        self.beats: dict[str, float] = {}            # node_id -> when its agent last said it is alive
-        self.tcp_listener, self.token = None, b""
         self.inbox: deque = deque()
         self.waiters: dict[str, list] = {}        # oid -> [Waiter] of gets and waits not yet answered
         self.timed: list = []
@@ -111,14 +111,10 @@ class Node:
         self._seq = 0
         self._stopping = False
         self.wake_pending = False
-        self.lineage: dict[str, object] = {}         # task id -> spec, while its outputs on other nodes live
-        self.lineage_of: dict[str, str] = {}         # oid stored on another node -> the task that made it
-        self.remote_frees: deque = deque()           # (node id, block) to tell that node's agent to free
-        self.data_server = None                      # serves this arena to other nodes (cluster mode)
         self.store.on_ready = self._object_ready
         self.store.on_handles_gone = self._handles_gone
-        self.store.free_remote = lambda node, block: (self.remote_frees.append((node, block)), self.wake())
-        self.store.on_freed = self._object_freed
+        self.store.free_remote = self.nodes.free_remote
+        self.store.on_freed = self.nodes.object_freed
         self.sock_path = os.path.join(session_dir, "node.sock")
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.listener.bind(self.sock_path)
@@ -155,7 +151,7 @@ class Node:
                 self._guarded(self.pull_refs)
             self._guarded(self._drain_inbox)
             self._guarded(self._expire_waiters)
-            self._guarded(self._check_heartbeats)
+            self._guarded(self.nodes.check_heartbeats)
             self._guarded(self._schedule)
             self._guarded(self._flush)
 
@@ -167,38 +163,6 @@ class Node:
             import traceback
             sys.stderr.write("miniray node: internal error (the runtime keeps running):\n"
                              + traceback.format_exc())
-
-    def listen_tcp(self, host: str, port: int, token: bytes) -> int:
-        """Also serve drivers over TCP; each connection must pass the token challenge first."""
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        sock.listen(128)
-        self.tcp_listener, self.token = sock, token
-        self.selector.register(sock, selectors.EVENT_READ, self._accept_tcp)
-        from miniray.cluster.transfer import DataServer, set_token
-        self.data_server = DataServer(self.store.arena, token, host)
-        self.store.addresses[self.node_id] = self.data_server.advertise(getattr(self, "node_ip", "127.0.0.1"))
-        set_token(token)
-        return sock.getsockname()[1]
-
-    def _accept_tcp(self, listener):
-        sock, peer = listener.accept()
-        threading.Thread(target=self._handshake, args=(sock, peer), daemon=True,
-                         name="miniray-auth").start()
-
-    def _handshake(self, sock, peer):
-        """In its own thread, so a slow or hostile peer never stalls the node."""
-        from miniray.transport import auth
-        try:
-            auth.serve(sock, self.token)
-        except auth.AuthenticationError as err:
-            sys.stderr.write(f"miniray head: refused a connection from {peer[0]}:{peer[1]}: {err}\n")
-            sock.close()
-            return
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.inbox.append((None, [("adopt", sock)]))
-        self.wake()
 
     def _accept(self, listener):
         sock, _ = listener.accept()
@@ -235,7 +199,7 @@ class Node:
                     self._driver_hello(wc, item[1])
                     continue
                 if item[0] == "hello_node":
-                    self._node_hello(wc, *item[1:])
+                    self.nodes.hello(wc, *item[1:])
                     continue
                 if item[0] != "hello":
                     self._guarded(self._handle, wc, item)
@@ -252,20 +216,6 @@ class Node:
                     slot = self.state.workers.get(wc.holder)
                     if slot is not None and slot.state == "starting":
                         slot.state = "idle"
-
-    NODE_TIMEOUT = 5.0      # seconds without a heartbeat before a node is declared dead
-
-    def _check_heartbeats(self):
-        now = time.monotonic()
-        for node_id, wc in list(self.peers.items()):
-            if now - self.beats.get(node_id, now) > self.NODE_TIMEOUT:
-                sys.stderr.write(f"miniray head: node {node_id[:12]} missed its heartbeats for "
-                                 f"{self.NODE_TIMEOUT:.0f} s; marking it dead\n")
-                try:
-                    wc.conn.sock.shutdown(socket.SHUT_RDWR)   # the EOF takes the usual path
-                except OSError:
-                    pass
-                self.beats[node_id] = float("inf")
 
     def _owns_block(self, holder, off, n) -> bool:
         used = self.store.arena._used
@@ -288,14 +238,8 @@ class Node:
         self.actors.owner_gone(wc.holder)
 
     def _flush(self):
-        if self.remote_frees:
-            by_node: dict = {}
-            while self.remote_frees:
-                node, block = self.remote_frees.popleft()
-                by_node.setdefault(node, []).append(block)
-            for node, blocks in by_node.items():
-                if node in self.peers:              # a dead node's memory went with it
-                    self.peers[node].deliver([("free", blocks)])
+        if self.nodes.frees:
+            self.nodes.flush_frees()
         for wc in list(self.drivers.values()):
             if wc.outbox:
                 items, wc.outbox = wc.outbox, []
@@ -348,10 +292,7 @@ class Node:
             node, desc = self._where(client, desc)
             self.store.add_copy(oid, node, desc)
         elif kind == "heartbeat":
-            if client.node is not None and self.beats.get(client.node) != float("inf"):
-                self.beats[client.node] = time.monotonic()
-                if len(item) > 2:
-                    self.node_info[client.node]["store"] = (item[1], item[2])
+            self.nodes.heartbeat(client, item)
         elif kind == "write":                 # a piece of an object streamed from another node
             _, off, data = item
             if not self._owns_block(client.holder, off, len(data)):
@@ -400,6 +341,10 @@ class Node:
         unready = {o for o in spec.deps if not self.store.ready(o)}
         S.submit(self.state, spec, unready)
 
+    def placement_changed(self):
+        """A node joined or left: what can run somewhere may have changed."""
+        self._feasible.clear()
+
     def _handles_gone(self, actor_id):
         """Called under the store lock, maybe from the driver thread: let the node thread act."""
         self.inbox.append((self._self_client, [("handles_gone", actor_id)]))
@@ -442,9 +387,9 @@ class Node:
                 continue
             if node_id == self.node_id:
                 self._spawn()
-            elif node_id in self.peers:
+            elif node_id in self.nodes.peers:
                 self.spawning[node_id] = self.spawning.get(node_id, 0) + 1   # until its hello
-                self.peers[node_id].deliver([("spawn",)])
+                self.nodes.peers[node_id].deliver([("spawn",)])
             return
 
     def _send_exec(self, tid, wid):
@@ -491,45 +436,13 @@ class Node:
             return getattr(client, "home", None) or "?", ("shm",) + desc[1:]
         return self.node_id, desc
 
-    def _node_hello(self, wc, node_id, ip, total, data_addr=None):
-        """A node joined: its resources join the cluster; its workers connect on their own."""
-        if data_addr is not None:
-            self.store.addresses[node_id] = tuple(data_addr)
-        wc.holder, wc.node, wc.is_driver = f"node-{node_id[:8]}", node_id, True
-        self.peers[node_id] = wc
-        self.drivers[wc.holder] = wc
-        self.node_info[node_id] = {"ip": ip, "joined": time.time()}
-        S.add_node(self.state, node_id, total)
-        self._feasible.clear()
-        self.beats[node_id] = time.monotonic()
-        wc.deliver([("welcome_node", self.node_id)])
-
-    def _node_gone(self, wc):
-        """A node's agent disconnected: the node is dead; its workers' calls are retried elsewhere."""
-        node_id = wc.node
-        self.peers.pop(node_id, None)
-        self.drivers.pop(wc.holder, None)
-        res = self.state.nodes.get(node_id, {"total": {}})
-        self.dead_nodes[node_id] = {"total": dict(res["total"]), **self.node_info.get(node_id, {})}
-        S.remove_node(self.state, node_id)
-        self._feasible.clear()
-        for wid, slot in list(self.state.workers.items()):
-            if slot.node == node_id and wid in self.conns:
-                self._worker_died(self.conns[wid])
-            elif slot.node == node_id:
-                S.worker_gone(self.state, wid)
-        self.store.addresses.pop(node_id, None)
-        lost = self.store.node_lost(node_id)
-        if lost:
-            self._objects_lost(node_id, lost)
-
     def _spawn(self):
         self._seq += 1
         wid = f"w{self._seq}"
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
         env["PYTHONUNBUFFERED"] = "1"
-        if self.token:                       # to pull objects from other nodes (cluster/transfer.py)
-            env["MINIRAY_TOKEN"] = self.token.decode()
+        if self.nodes.token:                 # to pull objects from other nodes (cluster/transfer.py)
+            env["MINIRAY_TOKEN"] = self.nodes.token.decode()
         cmd = [sys.executable, "-m", "miniray.worker.main", self.sock_path, wid, self.store.arena.path,
                str(self.store.arena.capacity), self.session_dir, self.node_id, str(os.getpid()),
                str(self.inline_max)]
@@ -623,62 +536,13 @@ class Node:
                 self.store.seal(oid, desc, contained, call_site=spec.call_site, task_id=spec.task_id,
                                 failed=desc[0] == "error", node=node)
             if elsewhere and spec.type == "task":
-                self._keep_lineage(spec)
+                self.nodes.keep_lineage(spec)
         self.store.use(spec.deps + spec.nested, -1)
         self.cancelled.discard(spec.task_id)
         self.submitted_at.pop(spec.task_id, None)
         state = "CANCELLED" if result.cancelled else ("FAILED" if result.error else "FINISHED")
         self.emit("finished", ts=result.end, task_id=spec.task_id, state=state, error=result.error,
                   worker_id=worker, pid=getattr(self.conns.get(worker), "pid", None))
-
-    # Lineage: how to make again an object whose only copy was on a node that died -----------------
-    def _keep_lineage(self, spec):
-        """Keep the spec of a task whose outputs live on another node, and its arguments with it,
-        while any of those outputs is alive (as Ray pins lineage)."""
-        with self.store.lock:
-            if spec.task_id in self.lineage:
-                return
-            self.lineage[spec.task_id] = spec
-            for oid in spec.returns:
-                self.lineage_of[oid] = spec.task_id
-            self.store.use(spec.deps + spec.nested, +1)
-
-    def _object_freed(self, oid):
-        """Called under the store lock (any thread): drop lineage nobody can need any more."""
-        tid = self.lineage_of.pop(oid, None)
-        if tid is not None and not any(r in self.lineage_of for r in self.lineage[tid].returns):
-            spec = self.lineage.pop(tid)
-            self.store.use(spec.deps + spec.nested, -1)
-
-    def _objects_lost(self, node_id, lost):
-        """A node died with the only copies of ``lost``: re-run the tasks that made them, once each,
-        or fail the objects with ObjectLostError (puts and actor results have no lineage)."""
-        with self.store.lock:
-            rerun = self._reset_lost(node_id, lost)
-        for tid, spec in rerun.items():
-            sys.stderr.write(f"miniray head: re-running {spec.name} to rebuild its output lost with node "
-                             f"{node_id[:12]}\n")
-            spec.attempt = 0
-            self.emit("reconstructing", task_id=tid, name=spec.name, node_id=node_id)
-            self._submit(spec, time.time())
-
-    def _reset_lost(self, node_id, lost) -> dict:
-        rerun = {}
-        for oid in lost:
-            self.emit("lost", object_id=oid, node_id=node_id)
-            tid = self.lineage_of.get(oid)
-            if tid is not None and tid in self.lineage:
-                rerun[tid] = self.lineage[tid]
-                self.store.reset(oid)
-                continue
-            self.store.reset(oid)
-            ip = self.node_info.get(node_id, {}).get("ip", "?")
-            self.store.seal(oid, error_desc(exc.ObjectLostError(
-                f"Object {oid} lived only on node {node_id[:12]} ({ip}), which died, and miniray cannot "
-                "make it again: it came from put() or an actor method, which have no lineage. Keep "
-                "such data where it is made safely (put it from the driver), or make it in a task, "
-                "which miniray re-runs when its output is lost.")), failed=True)
-        return rerun
 
     def fail(self, spec, err: BaseException, worker=""):
         now = time.time()
@@ -696,7 +560,7 @@ class Node:
         if wid is None:
             return
         if wc.node is not None:
-            self._node_gone(wc)
+            self.nodes.gone(wc)
             return
         if wc.is_driver:
             self._driver_gone(wc)
@@ -798,7 +662,7 @@ class Node:
     def _next_deadline(self):
         if self.inbox:
             return 0
-        if self.peers:
+        if self.nodes.peers:
             return 1.0          # wake at least once a second to check the nodes' heartbeats
         live = [w.deadline for w in self.timed if not w.answered]
         return None if not live else max(0.0, min(live) - time.monotonic())
@@ -866,21 +730,7 @@ class Node:
         client.deliver([("reply", rid, True, self.store.summary())])
 
     def _req_nodes(self, client, rid):
-        def entry(node_id, alive, total, ip):
-            port = self.store.addresses.get(node_id, (None, None))[1]
-            store = ((self.store.arena.used, self.store.arena.capacity) if node_id == self.node_id
-                     else self.node_info.get(node_id, {}).get("store", (0, 0)))
-            return {"NodeID": node_id, "Alive": alive, "NodeManagerAddress": ip, "Resources": dict(total),
-                    "ObjectManagerPort": port, "ObjectStoreUsedMemory": store[0] if alive else 0,
-                    "ObjectStoreMemory": store[1]}
-        out = [entry(self.node_id, True, self.state.nodes[self.node_id]["total"],
-                     getattr(self, "node_ip", "127.0.0.1"))]
-        for node_id, res in self.state.nodes.items():
-            if node_id != self.node_id:
-                out.append(entry(node_id, True, res["total"], self.node_info.get(node_id, {}).get("ip", "?")))
-        for node_id, info in self.dead_nodes.items():
-            out.append(entry(node_id, False, info["total"], info.get("ip", "?")))
-        client.deliver([("reply", rid, True, out)])
+        client.deliver([("reply", rid, True, self.nodes.listing())])
 
     def _req_events(self, client, rid, since):
         client.deliver([("reply", rid, True, self.events.since(since))])
@@ -899,10 +749,7 @@ class Node:
             self.thread.join(timeout=5)
         for wc in list(self.conns.values()) + list(self.drivers.values()):
             wc.conn.close()
-        if self.tcp_listener is not None:
-            self.tcp_listener.close()
-        if self.data_server is not None:
-            self.data_server.close()
+        self.nodes.close()
         deadline = time.monotonic() + 1.0
         for proc in self.procs.values():
             try:
