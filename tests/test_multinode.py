@@ -165,6 +165,25 @@ def test_objects_stay_on_the_node_that_made_them_and_readers_pull_copies(cluster
     assert {o["object_id"]: o for o in miniray.util.state.list_objects()}[ref.hex()]["copies"] == [on_c]
 
 
+def test_a_node_whose_store_is_full_sends_new_objects_to_the_head(cluster):
+    small = cluster.add_node(num_cpus=1, resources={"small_store": 1}, object_store_memory=32 * 2**20)
+    cluster.wait_for_nodes()
+
+    @miniray.remote(resources={"small_store": 1})
+    def make(mib):
+        return np.ones(mib * 2**20 // 8)
+
+    fits, too_big = make.remote(8), make.remote(48)
+    assert miniray.get(too_big).sum() == 48 * 2**20 // 8          # streamed to the head, which spills
+    assert miniray.get(fits).sum() == 8 * 2**20 // 8
+    homes = {o["object_id"]: o["node_id"] for o in miniray.util.state.list_objects()}
+    head = miniray.nodes()[0]["NodeID"]
+    assert homes[too_big.hex()] == head and homes[fits.hex()] != head
+    small_store = next(n for n in miniray.nodes() if "small_store" in n["Resources"])
+    assert small_store["ObjectStoreMemory"] == 32 * 2**20
+    cluster.remove_node(small, allow_graceful=True)
+
+
 def test_a_lost_task_output_is_rebuilt_from_lineage(cluster):
     """The only copy dies with its node; ``get`` re-runs the task that made it, on another node."""
     first = cluster.add_node(num_cpus=1, resources={"maker": 1})

@@ -48,12 +48,15 @@ class Cluster:
         return dict(os.environ, MINIRAY_TOKEN=self.token)
 
     def add_node(self, num_cpus: int = 1, num_gpus: int | None = None, resources: dict | None = None,
-                 node_ip_address: str | None = None, wait: bool = True) -> ClusterNode:
+                 node_ip_address: str | None = None, wait: bool = True,
+                 object_store_memory: int | None = None) -> ClusterNode:
         import json
         cmd = [sys.executable, "-m", "miniray.cli", "start", "--block", "--num-cpus", str(num_cpus),
                "--resources", json.dumps(resources or {})]
         if num_gpus:
             cmd += ["--num-gpus", str(num_gpus)]
+        if object_store_memory:
+            cmd += ["--object-store-memory", str(object_store_memory)]
         if self.head is None:
             ip = node_ip_address or "127.0.0.1"
             proc = subprocess.Popen(cmd + ["--head", "--port", "0"], env=self._env(),

@@ -62,6 +62,7 @@ def run_agent(args, resources) -> int:
     sdir = os.environ.get("MINIRAY_SESSION_DIR") or session.new_session_dir("node")
     os.makedirs(sdir, mode=0o700, exist_ok=True)
     store = NodeStore(sdir, args.object_store_memory or session.default_store_size())
+    total["object_store_memory"] = float(store.arena.capacity)
     data = DataServer(store.arena, token.encode(), ip if ip.startswith("127.") else "0.0.0.0")
     conn.send([("hello_node", node_id, ip, total, data.advertise(ip))])
     conn.recv()

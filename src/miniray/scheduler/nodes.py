@@ -92,7 +92,8 @@ class NodeTable:
         wc.holder, wc.node, wc.is_driver = f"node-{node_id[:8]}", node_id, True
         self.peers[node_id] = wc
         node.drivers[wc.holder] = wc
-        self.info[node_id] = {"ip": ip, "joined": time.time()}
+        self.info[node_id] = {"ip": ip, "joined": time.time(),
+                              "store": (0, int(total.get("object_store_memory", 0)))}
         S.add_node(node.state, node_id, total)
         node.placement_changed()
         self.beats[node_id] = time.monotonic()
