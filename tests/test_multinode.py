@@ -314,3 +314,44 @@ def test_nodes_exit_cleanly_when_the_head_is_lost():
     other.head = None
     other.shutdown()
     miniray.session.reap_stale_sessions()
+
+
+DRIVER_ELSEWHERE = """
+import sys
+import numpy as np
+import miniray
+miniray.init(address=sys.argv[1])
+rt = miniray.runtime.current_runtime()
+assert rt.arena is None, "this driver should not see the head's shared memory"
+
+@miniray.remote(resources={"big_box": 1})
+def make():
+    return np.arange(4_000_000, dtype=np.int64)          # 32 MB, stored on node B
+
+@miniray.remote
+def total(a):
+    return int(a.sum())
+
+made = miniray.get(make.remote())                        # pulled into this process, in pieces
+mine = miniray.put(np.ones(3_000_000))                   # 24 MB streamed into the head's store
+print(int(made[-1]), miniray.get(total.remote(mine)), flush=True)
+miniray.shutdown()
+"""
+
+
+def test_a_driver_on_another_machine_pulls_objects_without_shared_memory(cluster, tmp_path):
+    """A driver that cannot map any node's /dev/shm (here: a private mount namespace, as on another
+    machine) still gets objects made on other nodes, and puts big ones, over TCP."""
+    import shutil
+    import subprocess
+    import sys
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        pytest.skip("needs root and unshare(1) for a private /dev/shm")
+    script = tmp_path / "driver.py"
+    script.write_text(DRIVER_ELSEWHERE)
+    out = subprocess.run(["unshare", "--mount", "sh", "-c",
+                          f'mount -t tmpfs tmpfs /dev/shm && exec "{sys.executable}" "{script}" {cluster.address}'],
+                         capture_output=True, text=True, timeout=120,
+                         env=dict(os.environ, MINIRAY_TOKEN=cluster.token))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["3999999", "3000000"]
