@@ -333,10 +333,7 @@ def return_unpicklable():
     return threading.Lock()
 
 
-@pytest.mark.parametrize("err", [pytest.param(MemoryError("no room"), marks=pytest.mark.xfail(
-    reason="known gap: MemoryError's C layout refuses a RayTaskError subclass; it arrives as the "
-           "user's MemoryError with the remote traceback as a note, not as RayTaskError too",
-    strict=True)), OSError(2, "gone"), KeyError("k"),
+@pytest.mark.parametrize("err", [MemoryError("no room"), OSError(2, "gone"), KeyError("k"),
                                  StopIteration("stop"), ArithmeticError("arith")],
                          ids=lambda e: type(e).__name__)
 def test_builtin_exception_types_arrive_as_themselves(rt, err):

@@ -46,7 +46,7 @@ class RayTaskError(RayError):
             return self
         try:
             err = cls.__new__(cls)
-        except TypeError:   # built-ins such as MemoryError refuse a foreign __new__: raise the
+        except TypeError:   # a class whose __new__ insists on its own arguments: raise the
             cause.add_note(str(self))   # user's own exception, with the remote traceback as a note
             return cause
         try:
@@ -88,14 +88,23 @@ _DUAL: dict[type, type] = {}
 def _dual_class(user_cls: type) -> type | None:
     if user_cls in _DUAL:
         return _DUAL[user_cls]
-    try:
-        cls = type(f"RayTaskError({user_cls.__name__})", (RayTaskError, user_cls), {
-            "__str__": RayTaskError.__str__, "__init__": RayTaskError.__init__,
+    body = {"__str__": RayTaskError.__str__, "__init__": RayTaskError.__init__,
             "__repr__": lambda self: f"{type(self).__name__}({self.cause!r})",
             "__reduce__": RayTaskError.__reduce__, "__module__": __name__,
-        })
-    except TypeError:  # a final or layout-incompatible exception class
-        cls = None
+            "as_instanceof_cause": RayTaskError.as_instanceof_cause}
+    cls = None
+    for bases in ((RayTaskError, user_cls), (user_cls, RayTaskError)):
+        try:
+            candidate = type(f"RayTaskError({user_cls.__name__})", bases, body)
+        except TypeError:   # a final or layout-incompatible exception class
+            continue
+        cls = cls or candidate
+        try:                # a built-in with its own __new__ (MemoryError) must come first
+            candidate.__new__(candidate)
+        except TypeError:
+            continue
+        cls = candidate
+        break
     _DUAL[user_cls] = cls
     return cls
 
