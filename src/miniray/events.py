@@ -50,14 +50,16 @@ _KINDS = frozenset(KINDS)
 
 
 class EventLog:
-    """An append-only, thread-safe list of events, kept as tuples of (field, value) pairs (the
-    collector untracks those) and handed out as fresh dicts."""
+    """An append-only, thread-safe list of events, handed out as fresh dicts.  Each is kept as
+    (field names, values): two tuples, the names shared by every event of the same shape, which
+    the collector soon stops tracking; a tracked dict per event made every collection slower."""
 
     def __init__(self, max_events: int = 2_000_000):
         self._events: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self._max = max_events
         self._dict_fields: set = set()   # fields that were dicts, stored as pairs
+        self._schemas: dict = {}          # field-name tuple -> the one shared copy of it
         self.dropped = 0
 
     def emit(self, kind: str, ts: float | None = None, **fields: Any) -> None:
@@ -73,7 +75,11 @@ class EventLog:
                 self.dropped += 1
                 return
             fields["seq"] = len(self._events)
-            self._events.append(tuple(fields.items()))
+            self._append(fields)
+
+    def _append(self, fields: dict) -> None:
+        keys = tuple(fields)
+        self._events.append((self._schemas.setdefault(keys, keys), tuple(fields.values())))
 
     def extend(self, events: list[dict[str, Any]]) -> None:
         """Append events built elsewhere (already holding kind and ts), keeping their order."""
@@ -83,15 +89,16 @@ class EventLog:
                     self.dropped += 1
                     continue
                 event["seq"] = len(self._events)
-                self._events.append(tuple(event.items()))
+                self._append(event)
 
     def since(self, seq: int = 0) -> list[dict[str, Any]]:
         with self._lock:
             stored = self._events[seq:]
-        out, as_dicts = [dict(e) for e in stored], self._dict_fields
+        out, as_dicts = [dict(zip(keys, values)) for keys, values in stored], self._dict_fields
         for event in out:
             for k in as_dicts.intersection(event):
-                event[k] = dict(event[k])
+                if type(event[k]) is tuple:
+                    event[k] = dict(event[k])
         return out
 
     def __len__(self) -> int:
