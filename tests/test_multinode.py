@@ -163,6 +163,12 @@ def test_objects_stay_on_the_node_that_made_them_and_readers_pull_copies(cluster
     assert listed[ref.hex()]["copies"] == [on_c]               # C pulled one copy into its store
     assert miniray.get(first.remote(ref))[1] == on_c
     assert {o["object_id"]: o for o in miniray.util.state.list_objects()}[ref.hex()]["copies"] == [on_c]
+    summary = miniray.util.state.memory_summary()               # every node's store, not just the head's
+    assert {n["node_id"] for n in summary["nodes"]} >= {box, on_c}
+    assert summary["capacity"] == sum(n["capacity"] for n in summary["nodes"])
+    table = miniray.util.state.format_table(miniray.util.state.list_objects(), summary)
+    assert f"node {box[:12]}" in table and box[:12] in next(line for line in table.splitlines()
+                                                           if line.startswith(ref.hex()[:24]))
 
 
 def test_a_node_whose_store_is_full_sends_new_objects_to_the_head(cluster):

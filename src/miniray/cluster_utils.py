@@ -114,13 +114,13 @@ class Cluster:
         import miniray
         if miniray.is_initialized():
             miniray.shutdown()
-        for node in list(self.nodes):
-            self.remove_node(node, allow_graceful=True)
-        if self.head is not None:
-            self.head.proc.send_signal(signal.SIGTERM)
+        if self.head is not None:     # the head first: its nodes then leave on their own, and it
+            self.head.proc.send_signal(signal.SIGTERM)   # never sees them go and rebuilds their objects
             try:
                 self.head.proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 self.head.proc.kill()
                 self.head.proc.wait()
+        for node in list(self.nodes):
+            self.remove_node(node, allow_graceful=True)
             self.head = None

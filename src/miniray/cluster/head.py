@@ -28,15 +28,16 @@ from miniray import session
 
 
 def _parser():
-    p = argparse.ArgumentParser(prog="miniray start", description="Start a miniray head.")
+    p = argparse.ArgumentParser(prog="miniray start",
+                                description="Start a miniray head (--head), or a node that joins one (--address).")
     p.add_argument("--head", action="store_true", help="start a head node")
-    p.add_argument("--address", help="HOST:PORT of a head to join (not available yet)")
+    p.add_argument("--address", help="HOST:PORT of a head to join; set MINIRAY_TOKEN to its token")
     p.add_argument("--port", type=int, default=6380, help="TCP port to listen on (0: any free port)")
     p.add_argument("--num-cpus", type=int)
     p.add_argument("--num-gpus", type=int)
     p.add_argument("--resources", default="{}", help='custom resources as JSON, e.g. \'{"teacher": 1}\'')
-    p.add_argument("--object-store-memory", type=int)
-    p.add_argument("--node-ip-address", default=None, help="the IP others reach this head at")
+    p.add_argument("--object-store-memory", type=int, help="bytes of shared memory for this node's store")
+    p.add_argument("--node-ip-address", default=None, help="the IP others reach this node at")
     p.add_argument("--block", action="store_true", help="stay in the foreground")
     return p
 
