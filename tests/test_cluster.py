@@ -115,6 +115,31 @@ def test_a_driver_that_leaves_takes_its_objects_and_actors_with_it(head, tmp_pat
         miniray.shutdown()
 
 
+def test_a_driver_that_dies_mid_write_gives_its_blocks_back(head, tmp_path):
+    """A block reserved in the head's store (here by util.empty) but never sealed is freed when its
+    driver vanishes, as a dead worker's are."""
+    script = tmp_path / "vanish.py"
+    script.write_text(textwrap.dedent("""
+        import os, miniray
+        miniray.init(address="auto")
+        a = miniray.util.empty((4 * 2**20,))          # 32 MiB reserved, never put
+        a[:] = 1
+        print(miniray.util.state.memory_summary()["used"], flush=True)
+        os._exit(0)                                  # no shutdown: gone mid-work
+    """))
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert int(out.stdout) >= 32 * 2**20
+    miniray.init(address="auto")
+    try:
+        deadline = time.monotonic() + 10
+        while miniray.util.state.memory_summary()["used"] >= 32 * 2**20 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert miniray.util.state.memory_summary()["used"] < 32 * 2**20
+    finally:
+        miniray.shutdown()
+
+
 def test_wrong_token_and_garbage_are_refused_and_the_head_keeps_serving(head, monkeypatch):
     monkeypatch.setenv("MINIRAY_TOKEN", "not-the-token")
     with pytest.raises(ConnectionError, match="authentication failed"):

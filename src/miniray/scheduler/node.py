@@ -230,9 +230,12 @@ class Node:
                      self.inline_max, self.session_dir, getattr(self, "node_ip", "127.0.0.1"))])
 
     def _driver_gone(self, wc):
-        """A driver disconnected: its refs and pins go, and so do the actors it owned (not detached)."""
+        """A driver disconnected: its refs, pins and unsealed blocks go, and so do the actors it
+        owned (not detached)."""
         self.drivers.pop(wc.holder, None)
         self.clients.pop(wc.holder, None)
+        for off in self.allocs.pop(wc.holder, ()):
+            self.store.arena.free(off)
         self.store.drop_holder(wc.holder)
         self._drop_waiters_of(wc)
         self.actors.owner_gone(wc.holder)
