@@ -306,12 +306,15 @@ def test_a_frozen_node_is_declared_dead_by_missed_heartbeats(cluster):
         cluster.remove_node(frozen)
 
 
-def test_nodes_exit_cleanly_when_the_head_is_lost():
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM"])
+def test_nodes_exit_cleanly_when_the_head_goes(how, capfd):
+    """A lost head (SIGKILL) and a stopped one (SIGTERM): either way its nodes exit 0 with nothing
+    left behind; only a lost head is reported as lost."""
     import signal
     other = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
     node = other.add_node(num_cpus=1)
     workers = psutil.Process(node.pid).children(recursive=True)
-    os.kill(other.head.pid, signal.SIGKILL)
+    os.kill(other.head.pid, getattr(signal, how))
     other.head.proc.wait()
     assert node.proc.wait(timeout=15) == 0                   # it noticed, and left on its own
     psutil.wait_procs(workers, timeout=10)
@@ -320,6 +323,7 @@ def test_nodes_exit_cleanly_when_the_head_is_lost():
     other.head = None
     other.shutdown()
     miniray.session.reap_stale_sessions()
+    assert ("lost the head" in capfd.readouterr().err) == (how == "SIGKILL")
 
 
 DRIVER_ELSEWHERE = """

@@ -8,6 +8,7 @@
       │ ("hello", worker_id, pid, node_id), so the head schedules them like its own
       │ ◄── ("spawn",) from the head when a call fits this node but all its workers are busy
       │ ◄── ("free", [offsets]) when objects stored here are freed cluster-wide
+      │ ◄── ("bye",) when the head stops on purpose (an EOF without it means the head was lost)
       │ ──► ("heartbeat", store_used) every second; a head that hears nothing for 5 s declares
       │     the node dead
       ▼
@@ -88,6 +89,10 @@ def run_agent(args, resources) -> int:
                     spawn()
                 elif item[0] == "free":
                     store.free(item[1])
+                elif item[0] == "bye":             # the head is stopping on purpose
+                    print(f"miniray node {node_id[:12]}: the head at {args.address} stopped; stopping too.",
+                          flush=True)
+                    stop.set()
     except (ConnectionClosed, OSError):
         if not stop.is_set():
             print(f"miniray node {node_id[:12]}: lost the head at {args.address}; stopping this node "

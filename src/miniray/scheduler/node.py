@@ -750,6 +750,11 @@ class Node:
         self.wake()
         if self.thread.is_alive() and threading.current_thread() is not self.thread:
             self.thread.join(timeout=5)
+        for wc in self.nodes.peers.values():      # a clean stop, not a crash: nodes leave quietly
+            try:
+                wc.conn.send([("bye",)])
+            except OSError:
+                pass
         for wc in list(self.conns.values()) + list(self.drivers.values()):
             wc.conn.close()
         self.nodes.close()

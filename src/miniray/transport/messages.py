@@ -24,6 +24,7 @@ node agent → head
 head → node agent
     ("spawn",)                          start one more worker there
     ("free", [offset, ...])             objects stored on that node were freed
+    ("bye",)                            the head is stopping on purpose
 node → worker ("call items")
     ("exec", TaskSpec, fn_blob|None, {oid: desc}, gpu_ids)   desc ("fetch", data_addr, ...): the
                                         object lives on another node; pull it (cluster/transfer.py)
