@@ -221,6 +221,33 @@ def test_a_lost_task_output_is_rebuilt_from_lineage(cluster):
     cluster.remove_node(second, allow_graceful=True)
 
 
+def test_a_lost_chain_is_rebuilt_in_order_even_after_the_driver_dropped_its_start(cluster):
+    """b(a()) both lived on the dying node; the driver kept only b's ref. Lineage keeps a's spec
+    (an argument of b's) alive, so both re-run, a first."""
+    first = cluster.add_node(num_cpus=1, resources={"chain": 1})
+    cluster.wait_for_nodes()
+
+    @miniray.remote(resources={"chain": 1})
+    def a():
+        return np.ones(1_000_000)
+
+    @miniray.remote(resources={"chain": 1})
+    def b(x):
+        return x * 2
+
+    ra = a.remote()
+    rb = b.remote(ra)
+    miniray.wait([rb])
+    del ra
+    second = cluster.add_node(num_cpus=1, resources={"chain": 1})
+    cluster.wait_for_nodes()
+    cluster.remove_node(first)
+    assert miniray.get(rb, timeout=60).sum() == 2_000_000
+    rebuilt = [e["name"] for e in miniray.events.events() if e["kind"] == "reconstructing"]
+    assert rebuilt[-2:] == ["a", "b"]
+    cluster.remove_node(second, allow_graceful=True)
+
+
 def test_a_lost_put_raises_object_lost_error_and_the_cluster_keeps_working(cluster):
     n = cluster.add_node(num_cpus=1, resources={"short_lived": 1})
     cluster.wait_for_nodes()
