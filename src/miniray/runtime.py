@@ -305,15 +305,16 @@ class Runtime:
         """An object held by another node: pull its bytes into this node's arena (or, with no arena
         or a full one, into one private buffer), record the new copy with the head, and build the
         value on it zero-copy.  The head pinned the object for us; the value's release unpins it."""
+        import pickle
+
         from miniray.cluster import transfer
-        from miniray.store.objects import _shm_extent
-        from miniray.store.serialization import deserialize
+        from miniray.store.serialization import buffer_views, deserialize, extent
         _, addr, off, meta_len, lens = desc[:5]
-        extent = _shm_extent(desc[1:])
-        local = self._alloc_copy(extent)
+        size = extent(meta_len, lens)
+        local = self._alloc_copy(size)
         try:
-            into = self.arena.view(local, extent) if local is not None else memoryview(bytearray(extent))
-            transfer.fetch(addr, off, extent, into)
+            into = self.arena.view(local, size) if local is not None else memoryview(bytearray(size))
+            transfer.fetch(addr, off, size, into)
         except ConnectionError as err:
             if local is not None:
                 self.free_block(local)
@@ -324,7 +325,7 @@ class Runtime:
                 "get, or re-create the object if it came from put().") from None
         if local is None:            # a private copy: no pin needed once the bytes are here
             self.unpin(oid)
-            return _value_on(into, meta_len, lens)
+            return pickle.loads(into[:meta_len], buffers=buffer_views(into, meta_len, lens))
         copy = ("shm", local, meta_len, lens)
         if self.store is not None:               # the head's own driver
             self.store.add_copy(oid, self.node_id, copy)
@@ -369,7 +370,8 @@ class Runtime:
         joined node's worker marks it ("rshm") so the head records where it lives."""
         if self.local_store is None:
             return desc
-        self.local_store.keep(desc[4] if len(desc) > 4 else desc[1])
+        from miniray.store.objects import block_of
+        self.local_store.keep(block_of(desc))
         return ("rshm",) + desc[1:]
 
     def get(self, oids: list, timeout=None) -> list:
@@ -391,14 +393,3 @@ class Runtime:
     def resources(self):
         return self.request("resources")
 
-
-def _value_on(view, meta_len, lens):
-    """Unpickle a value laid out as in store/serialization.py, its buffers as views on ``view``."""
-    import pickle
-    from miniray.store.arena import _round
-    buffers, pos = [], meta_len
-    for n in lens:
-        pos = _round(pos)
-        buffers.append(view[pos:pos + n].toreadonly())
-        pos += n
-    return pickle.loads(view[:meta_len], buffers=buffers)

@@ -110,12 +110,32 @@ def start_node(*, num_cpus, num_gpus, resources, object_store_memory, inline_max
     return node
 
 
-def write_head_file(address: str, session_dir: str) -> str:
-    path = os.path.join(sessions_root(), f"head_{os.getpid()}.json")
+def write_info_file(address: str, session_dir: str, kind: str = "head", **more) -> str:
+    """Announce a head (or a joined node: ``kind="node"``) of this user on this machine, for
+    ``init(address="auto")``, ``miniray status`` and ``miniray stop``."""
+    path = os.path.join(sessions_root(), f"{kind}_{os.getpid()}.json")
     with open(path + ".tmp", "w") as f:
-        json.dump({"address": address, "pid": os.getpid(), "session_dir": session_dir}, f)
+        json.dump({"address": address, "pid": os.getpid(), "session_dir": session_dir, **more}, f)
     os.replace(path + ".tmp", path)
     return path
+
+
+def daemon_session_dir(kind: str) -> str:
+    """The session directory of a head or node: MINIRAY_SESSION_DIR (a launcher's, e.g. Slurm's,
+    kept after exit) or a fresh one of our own."""
+    sdir = os.environ.get("MINIRAY_SESSION_DIR") or new_session_dir(kind)
+    os.makedirs(sdir, mode=0o700, exist_ok=True)
+    return sdir
+
+
+def end_daemon_session(info_file: str, sdir: str) -> None:
+    """Undo ``write_info_file`` and ``daemon_session_dir`` at a clean exit."""
+    try:
+        os.unlink(info_file)
+    except FileNotFoundError:
+        pass
+    if not os.environ.get("MINIRAY_SESSION_DIR"):
+        shutil.rmtree(sdir, ignore_errors=True)
 
 
 def live_heads(prefix: str = "head_") -> list[dict]:

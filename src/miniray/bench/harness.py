@@ -308,3 +308,10 @@ def peer_note(system: str, meta: dict) -> str:
     bits = [f"Python {meta.get('python', '?')}"] + [f"{k} {v[k]}" for k in sorted(v)]
     return f"{system}: " + ", ".join(bits)
 
+
+def setup_lines(data: dict) -> list[str]:
+    """The machine line and one line per system that ran, for the top of a results file."""
+    m = data["machine"]
+    lines = [f"Machine: {m['cpu']}, {m['usable_cores']} usable cores, {m['ram_gib']} GiB RAM.", ""]
+    return lines + [f"- {peer_note(s, r['meta'])}" for s, r in data["systems"].items()
+                    if "unavailable" not in r["meta"]]

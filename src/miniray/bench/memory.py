@@ -187,14 +187,11 @@ def main(argv: list[str] | None = None) -> int:
     data["leftover_shm"] = harness.leftover_shm(shm_before, data["systems"])
     headers = ["system", "baseline PSS MiB", "peak PSS MiB", "extra MiB", "extra / array",
                "single-pass max", "target", "met", "notes"]
-    m = data["machine"]
     lines = [f"# miniray memory sharing, {data['date']}{' (quick)' if args.quick else ''}", "",
              f"4 tasks each read one {args.mib} MiB float64 array and return its sum. Peak extra "
              "memory = max Σ PSS over the driver and all its descendant processes while the array "
              "exists, minus the same sum just before (sampled every ~20 ms).", "",
-             f"Machine: {m['cpu']}, {m['usable_cores']} usable cores, {m['ram_gib']} GiB RAM.", ""]
-    lines += [f"- {harness.peer_note(s, run['meta'])}" for s, run in data["systems"].items()
-              if "unavailable" not in run["meta"]]
+             *harness.setup_lines(data)]
     lines += ["", harness.markdown_table(headers, rows),
               "\"extra / array\" counts only samples where a forward and a backward pass over the "
               "processes agree (within 1% of the array); \"single-pass max\" is the plain maximum, "

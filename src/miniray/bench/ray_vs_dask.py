@@ -331,16 +331,13 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append([w, LABELS[system], fmt(res["seconds"]), fmt(res["peak_mib"]),
                              fmt(res["extra_mib"]), "ok" if res["ok"] else "WRONG RESULT"])
     rows.sort(key=lambda r: WORKLOADS.index(r[0]))
-    m = data["machine"]
     headers = ["workload", "system", "wall s", "peak Σ PSS MiB", "extra over idle MiB", "result"]
     lines = [f"# Ray vs Dask, {data['date']}{' (quick)' if args.quick else ''}", "",
              f"broadcast: one task builds a {cfg['mib']} MiB array, {cfg['readers']} tasks read "
              f"it. set_index: {cfg['rows']:,} rows in {cfg['partitions']} partitions, task "
              "shuffle. Peak = max Σ PSS over the driver and all its descendants (sampled every "
              "~20 ms); extra = peak minus the idle baseline just before.", "",
-             f"Machine: {m['cpu']}, {m['usable_cores']} usable cores, {m['ram_gib']} GiB RAM.", ""]
-    lines += [f"- {harness.peer_note(s, r['meta'])}" for s, r in data["systems"].items()
-              if "unavailable" not in r["meta"]]
+             *harness.setup_lines(data)]
     lines += ["", harness.markdown_table(headers, rows)]
     markdown = "\n".join(lines)
     harness.report(args, "ray-vs-dask", data, markdown)

@@ -20,7 +20,6 @@ the head records the location.  A reader elsewhere pulls them (transfer.py).
 """
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -60,17 +59,13 @@ def run_agent(args, resources) -> int:
     if args.num_gpus:
         total["GPU"] = float(args.num_gpus)
     total.update({k: float(v) for k, v in resources.items()})
-    sdir = os.environ.get("MINIRAY_SESSION_DIR") or session.new_session_dir("node")
-    os.makedirs(sdir, mode=0o700, exist_ok=True)
+    sdir = session.daemon_session_dir("node")
     store = NodeStore(sdir, args.object_store_memory or session.default_store_size())
     total["object_store_memory"] = float(store.arena.capacity)
     data = DataServer(store.arena, token.encode(), ip if ip.startswith("127.") else "0.0.0.0")
     conn.send([("hello_node", node_id, ip, total, data.advertise(ip))])
     conn.recv()
-    info_file = os.path.join(session.sessions_root(), f"node_{os.getpid()}.json")
-    with open(info_file, "w") as f:
-        json.dump({"address": args.address, "pid": os.getpid(), "node_id": node_id, "ip": ip,
-                   "session_dir": sdir}, f)
+    info_file = session.write_info_file(args.address, sdir, kind="node", node_id=node_id, ip=ip)
     workers: list[subprocess.Popen] = []
     spawn = _spawner(args.address, node_id, sdir, token, workers, store)
     for _ in range(max(1, int(cpus))):
@@ -104,18 +99,11 @@ def run_agent(args, resources) -> int:
         w.wait()
     data.close()
     store.close()
-    for path in (info_file,):
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
-    if not os.environ.get("MINIRAY_SESSION_DIR"):
-        import shutil
-        shutil.rmtree(sdir, ignore_errors=True)
+    session.end_daemon_session(info_file, sdir)
     return 0
 
 
-HEARTBEAT = 1.0     # seconds between beats; the head declares a node dead after HEAD_TIMEOUT silent
+HEARTBEAT = 1.0     # seconds between beats; the head declares a node dead after NodeTable.NODE_TIMEOUT
 
 
 def _heartbeat(conn, stop, store):

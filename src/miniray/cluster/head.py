@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import secrets
-import shutil
 import signal
 import subprocess
 import sys
@@ -97,8 +96,7 @@ def _print_started(address, session_dir):
 
 
 def run_head(args, resources) -> int:
-    sdir = os.environ.get("MINIRAY_SESSION_DIR") or session.new_session_dir("head")
-    os.makedirs(sdir, mode=0o700, exist_ok=True)
+    sdir = session.daemon_session_dir("head")
     token = (os.environ.get("MINIRAY_TOKEN") or secrets.token_hex(16)).encode()
     fd = os.open(os.path.join(sdir, "token"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as f:
@@ -116,7 +114,7 @@ def run_head(args, resources) -> int:
               file=sys.stderr)
         return 1
     address = f"{ip}:{port}"
-    head_file = session.write_head_file(address, sdir)
+    head_file = session.write_info_file(address, sdir)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -128,13 +126,7 @@ def run_head(args, resources) -> int:
             break
     node.stop()
     node.store.arena.unlink()
-    for path in (head_file,):
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
-    if not os.environ.get("MINIRAY_SESSION_DIR"):
-        shutil.rmtree(sdir, ignore_errors=True)
+    session.end_daemon_session(head_file, sdir)
     return 0
 
 

@@ -21,7 +21,6 @@ the store uses to count its refs and pins.
 from __future__ import annotations
 
 import os
-import pickle
 import selectors
 import signal
 import socket
@@ -37,13 +36,9 @@ from miniray.scheduler import state as S
 from miniray.scheduler.actors import ActorTable
 from miniray.scheduler.nodes import NodeTable
 from miniray.store.objects import block_of
-from miniray.store.serialization import Serialized, desc_size
+from miniray.store.serialization import Serialized, desc_size, error_desc
 from miniray.transport.framing import Connection, ConnectionClosed, FrameReader
 from miniray.transport.messages import Result
-
-
-def error_desc(err: BaseException) -> tuple:
-    return ("error", pickle.dumps(err))
 
 
 class Waiter:
@@ -243,14 +238,7 @@ class Node:
     def _flush(self):
         if self.nodes.frees:
             self.nodes.flush_frees()
-        for wc in list(self.drivers.values()):
-            if wc.outbox:
-                items, wc.outbox = wc.outbox, []
-                try:
-                    wc.conn.send(items)
-                except OSError:
-                    pass
-        for wc in list(self.conns.values()):
+        for wc in [*self.drivers.values(), *self.conns.values()]:
             if wc.outbox:
                 items, wc.outbox = wc.outbox, []
                 try:

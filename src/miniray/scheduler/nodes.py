@@ -26,6 +26,7 @@ from collections import deque
 
 from miniray import exceptions as exc
 from miniray.scheduler import state as S
+from miniray.store.serialization import error_desc
 
 
 class NodeTable:
@@ -204,7 +205,6 @@ class NodeTable:
             node._submit(spec, time.time())
 
     def _reset_lost(self, node_id, lost) -> dict:
-        from miniray.scheduler.node import error_desc
         store, rerun = self.node.store, {}
         for oid in lost:
             self.node.emit("lost", object_id=oid, node_id=node_id)

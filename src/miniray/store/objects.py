@@ -33,7 +33,7 @@ from collections import deque
 
 from miniray.exceptions import ObjectStoreFullError
 from miniray.store.arena import Arena
-from miniray.store.serialization import Serialized, desc_size
+from miniray.store.serialization import Serialized, desc_size, error_desc, extent
 
 PENDING, READY, FAILED, SPILLED, FREED = "PENDING", "READY", "FAILED", "SPILLED", "FREED"
 _MOVES = {
@@ -370,9 +370,9 @@ class ObjectStore:
             e = self.entries.get(oid)
             if e is None:
                 from miniray.exceptions import ObjectFreedError
-                return ("error", _pickled(ObjectFreedError(
+                return error_desc(ObjectFreedError(
                     f"Object {oid} was freed: no reference to it was alive. Keep the ObjectRef "
-                    "(or the value) while you still need it.")))
+                    "(or the value) while you still need it."))
             if e.state == SPILLED:
                 self.restore(e)
             e.last_access = time.time()
@@ -421,11 +421,4 @@ def block_of(desc: tuple) -> int:
 
 
 def _shm_extent(desc: tuple) -> int:
-    from miniray.store.arena import _round
-    meta_len, lens = desc[2], desc[3]
-    return _round(meta_len) + sum(_round(n) for n in lens)
-
-
-def _pickled(exc: BaseException) -> bytes:
-    import pickle
-    return pickle.dumps(exc)
+    return extent(desc[2], desc[3])

@@ -129,19 +129,34 @@ def desc_size(desc: tuple) -> int:
     return desc[2] + sum(desc[3])   # ("shm", offset, meta_len, buffer lengths[, block offset])
 
 
-def deserialize(desc: tuple, arena=None, on_release=None):
-    """The value a descriptor stands for; for "shm", zero-copy read-only views on ``arena``."""
-    if desc[0] == "inline":
-        return pickle.loads(desc[1], buffers=desc[2])
-    offset, meta_len, lens = desc[1], desc[2], desc[3]
-    total = _round(meta_len) + sum(_round(n) for n in lens)
-    keeper = (ctypes.c_char * max(total, 1)).from_buffer(arena.mmap, offset)
-    whole = memoryview(keeper).cast("B")
+def extent(meta_len: int, lens) -> int:
+    """Bytes an shm object spans: its meta, then each buffer at a 64-byte boundary."""
+    return _round(meta_len) + sum(_round(n) for n in lens)
+
+
+def buffer_views(whole: memoryview, meta_len: int, lens) -> list:
+    """Read-only views of an object's buffers inside ``whole``, which starts at its meta."""
     buffers, pos = [], meta_len
     for n in lens:
         pos = _round(pos)
         buffers.append(whole[pos:pos + n].toreadonly())
         pos += n
+    return buffers
+
+
+def error_desc(err: BaseException) -> tuple:
+    """The descriptor of an error to raise at ``get``."""
+    return ("error", pickle.dumps(err))
+
+
+def deserialize(desc: tuple, arena=None, on_release=None):
+    """The value a descriptor stands for; for "shm", zero-copy read-only views on ``arena``."""
+    if desc[0] == "inline":
+        return pickle.loads(desc[1], buffers=desc[2])
+    offset, meta_len, lens = desc[1], desc[2], desc[3]
+    keeper = (ctypes.c_char * max(extent(meta_len, lens), 1)).from_buffer(arena.mmap, offset)
+    whole = memoryview(keeper).cast("B")
+    buffers = buffer_views(whole, meta_len, lens)
     meta = bytes(whole[:meta_len])
     whole.release()
     if on_release is not None:
