@@ -248,6 +248,37 @@ def test_a_lost_chain_is_rebuilt_in_order_even_after_the_driver_dropped_its_star
     cluster.remove_node(second, allow_graceful=True)
 
 
+def test_a_call_queued_on_a_lost_object_waits_for_it_to_be_made_again(cluster):
+    first = cluster.add_node(num_cpus=1, resources={"maker2": 1})
+    gate = cluster.add_node(num_cpus=2, resources={"gate": 1})
+    cluster.wait_for_nodes()
+
+    @miniray.remote(resources={"maker2": 1})
+    def make():
+        time.sleep(4)                               # the re-run outlasts `hold`
+        return np.ones(500_000)
+
+    @miniray.remote(resources={"gate": 1})
+    def hold():
+        time.sleep(2)
+
+    @miniray.remote(resources={"gate": 1})
+    def use(a):
+        return int(a.sum())
+
+    ref = make.remote()
+    miniray.wait([ref])
+    held, used = hold.remote(), use.remote(ref)     # `use` queues behind `hold`, its argument ready
+    time.sleep(0.5)
+    second = cluster.add_node(num_cpus=1, resources={"maker2": 1})
+    cluster.wait_for_nodes()
+    cluster.remove_node(first)                      # the argument's only copy goes
+    assert miniray.get(used, timeout=60) == 500_000
+    miniray.get(held)
+    for n in (gate, second):
+        cluster.remove_node(n, allow_graceful=True)
+
+
 def test_a_lost_put_raises_object_lost_error_and_the_cluster_keeps_working(cluster):
     n = cluster.add_node(num_cpus=1, resources={"short_lived": 1})
     cluster.wait_for_nodes()

@@ -152,3 +152,14 @@ def test_calls_that_cannot_be_placed_park_by_kind_and_do_not_block_others():
     assert S.queued(st) == [f"big{i}" for i in range(50)]
     S.forget(st, "big3")
     assert "big3" not in S.queued(st)
+
+
+def test_calls_queued_on_an_object_being_made_again_wait_for_it():
+    st = two_idle_workers()
+    S.submit(st, spec("big", deps=("x00",), cpus=4.0), set())     # ready, parked: nothing fits it
+    S.submit(st, spec("later", deps=("x00", "y00")), set())       # ready, not looked at yet
+    S.assign(st)                                                  # "later" runs; "big" parks
+    S.submit(st, spec("next", deps=("x00",), cpus=4.0), set())
+    S.wait_again(st, ["x00"])                                     # x00 is lost and re-made
+    assert S.queued(st) == [] and st.waiting == {"big": {"x00"}, "next": {"x00"}}
+    assert sorted(S.object_ready(st, "x00")) == ["big", "next"]

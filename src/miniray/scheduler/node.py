@@ -395,11 +395,6 @@ class Node:
 
     def _send_exec_unguarded(self, tid, wid):
         spec = self.state.specs[tid]
-        unready = {o for o in spec.deps if not self.store.ready(o)}
-        if unready:         # an argument is being made again (its node died): wait for it
-            S.task_done(self.state, tid)
-            S.submit(self.state, spec, unready)
-            return
         failed = [o for o in spec.deps if self.store.entries.get(o) and self.store.entries[o].state == "FAILED"]
         if failed:
             desc = self.store.entries[failed[0]].desc
@@ -501,8 +496,7 @@ class Node:
             spec.attempt += 1
             self._free_values(result, wc.holder)
             S.task_done(self.state, tid)
-            self.state.specs[tid] = spec
-            self.state.ready.append(tid)
+            S.submit(self.state, spec, {o for o in spec.deps if not self.store.ready(o)})
             return
         S.task_done(self.state, tid, result.end - result.start)
         self._finish(spec, result, worker=wc.holder)

@@ -197,6 +197,7 @@ class NodeTable:
         node = self.node
         with node.store.lock:
             rerun = self._reset_lost(node_id, lost)
+        S.wait_again(node.state, [o for o in lost if not node.store.ready(o)])
         for tid, spec in rerun.items():
             sys.stderr.write(f"miniray head: re-running {spec.name} to rebuild its output lost with node "
                              f"{node_id[:12]}\n")

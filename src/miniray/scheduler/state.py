@@ -145,6 +145,19 @@ def submit(state: State, spec, unready: set) -> None:
         state.ready.append(spec.task_id)
 
 
+def wait_again(state: State, oids) -> None:
+    """Objects that were ready are being made again (their node died): calls queued on them, not
+    yet placed, wait for them once more."""
+    oids = set(oids)
+    for queue in [state.ready, *state.parked.values()]:
+        for tid in [t for t in queue if t in state.specs and oids.intersection(state.specs[t].deps)]:
+            queue.remove(tid)
+            missing = oids.intersection(state.specs[tid].deps)
+            state.waiting.setdefault(tid, set()).update(missing)
+            for oid in missing:
+                state.dependents.setdefault(oid, set()).add(tid)
+
+
 def object_ready(state: State, oid: str) -> list:
     """An object reached the store; returns the task_ids that became ready (and queues them)."""
     woken = []
