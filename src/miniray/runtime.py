@@ -5,7 +5,7 @@
                  ▼
             Runtime  ── ids, ref counts, put/get/wait, submit ──► transport
                                                                  │
-         driver (local mode): LocalTransport ── inbox ──► Node thread (same process)
+         driver (local mode): LocalTransport ── Node.offer ──► a step of the Node's loop (same process)
          worker:              SocketTransport ── node.sock ──► Node (the driver's process)
 
 State owned: ``_counts`` (oid → live ObjectRef instances in this process), ``_pending`` (ref drops
@@ -56,8 +56,7 @@ class LocalTransport:
         self._futures: dict[int, Future] = {}
 
     def send(self, items):
-        self.node.inbox.append((self.client, items))
-        self.node.wake()
+        self.node.offer(self.client, items)
 
     def expect(self, rid):
         fut = self._futures[rid] = Future()
@@ -93,6 +92,7 @@ class Runtime:
         self._lock = threading.RLock()
         self._counts: dict[str, int] = {}
         self._pending: list = []      # ("refs", oid, -1) / ("unpin", oid), in order
+        self._unpinned = False        # _pending holds an unpin
         self._fns: set = set()
         self.namespace = "default"
         self.lost = ""                   # a remote driver: why the head is unreachable
@@ -134,7 +134,7 @@ class Runtime:
                 unpins.append(oid)
             else:
                 (added if delta > 0 else dropped).append((oid, delta))
-        self._pending = []
+        self._pending, self._unpinned = [], False
         after = ([("refs", dropped)] if dropped else []) + ([("unpin", unpins)] if unpins else [])
         return ([("refs", added)] if added else []), after
 
@@ -174,10 +174,7 @@ class Runtime:
                 self._counts[oid] = n
                 return
             self._counts.pop(oid, None)
-            first = not self._pending
             self._pending.append(("refs", oid, -1))
-        if first and self.node is not None:
-            self.node.wake()
 
     def flush_pending_to_node(self) -> None:
         """Driver only, called by the node thread: queue our ref drops and unpins, in order."""
@@ -186,10 +183,8 @@ class Runtime:
 
     def unpin(self, oid: str) -> None:
         with self._lock:
-            first = not self._pending
             self._pending.append(("unpin", oid, 0))
-        if first and self.node is not None:
-            self.node.wake()
+            self._unpinned = True
 
     # -- functions --------------------------------------------------------------------------------
     def ensure_function(self, fn_id: str, make_blob) -> None:
@@ -221,6 +216,8 @@ class Runtime:
 
     def put_serialized(self, oid: str, ser, site: str) -> None:
         if self.store is not None:     # the driver: write into the store directly
+            if self._pending:          # first free what we dropped: its room may be needed
+                self.flush()
             self.store.put_serialized(oid, ser, self.inline_max, call_site=site, pid=os.getpid())
             return
         self.send([("put", oid, self.write_object(ser), ser.contained, site)])
@@ -261,6 +258,8 @@ class Runtime:
     def get_descs(self, oids: list, timeout):
         store = self.store
         if store is not None:   # the driver: wait on the store itself, no round trip to the node
+            if self._unpinned:  # values we let go of: their pins must go before a restore needs room
+                self.flush()
             descs = self._wait_in_store(oids, timeout)
         else:
             if self.blocking is not None:
@@ -280,6 +279,11 @@ class Runtime:
         store, want = self.store, set(oids)
         deadline = None if timeout is None else time.monotonic() + timeout
         event = store.watch(want)
+        if not event.is_set():
+            driven = self.node.drive(event, deadline)     # run the node's loop here while we wait
+            if driven is False:
+                store.unwatch(want, event)
+                return None
         while not event.wait(1.0 if deadline is None else max(0.0, min(1.0, deadline - time.monotonic()))):
             if deadline is not None and time.monotonic() >= deadline:
                 store.unwatch(want, event)
@@ -345,6 +349,8 @@ class Runtime:
         """A block of this node's arena (the head's, or a joined node's own); ObjectStoreFullError
         when there is no room."""
         if self.store is not None:
+            if self._pending:
+                self.flush()
             return self.store.alloc(size)
         if self.local_store is not None:
             off = self.local_store.alloc(size)

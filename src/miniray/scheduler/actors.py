@@ -122,7 +122,7 @@ class ActorTable:
             actor.inflight[spec.task_id] = spec
             wc = node.conns[actor.worker]
             descs = node.descs_for(wc, spec.deps)
-            wc.deliver([("exec", spec, None, descs, [])])
+            wc.deliver_exec(("exec", spec, None, descs, []))
 
     def object_ready(self, oid):
         for aid in self.blocked.pop(oid, ()):

@@ -7,9 +7,21 @@
                                   ▼  └─── done/started ────┘
                         ObjectStore (shm arena)   EventLog
 
-Who runs where: ``Node.run`` is the only thread that changes ``state`` (scheduler/state.py), the actor
-table (scheduler/actors.py), the node table (scheduler/nodes.py) and the waiters; the store is shared
-with the driver thread under its lock.  Workers are separate processes that connect to ``node.sock``
+Who runs where: one *step* of the loop (read what arrived, handle it, schedule, send) changes
+``state`` (scheduler/state.py), the actor table (scheduler/actors.py), the node table
+(scheduler/nodes.py) and the waiters, and a step runs only under ``baton``; the store is shared with
+the driver thread under its lock.  Usually the node thread runs the steps.  In local mode the driver
+thread runs them itself when it can, so a call needs no thread hand-off (Ray's direct calls, within
+one process):
+
+  - ``offer``: ``.remote()`` takes the baton if it is free and runs a step there and then, so the
+    call goes straight from the driver thread to its worker's socket.  A call for a worker that is
+    still busy with earlier calls waits in its outbox for the next step, so a burst of submissions
+    goes out in batches.
+  - ``drive``: a driver blocked in ``get`` selects on the node's sockets itself until its objects
+    are ready; the node thread parks meanwhile, and the worker's reply wakes the driver directly.
+
+A KeyboardInterrupt never lands inside a step run by the driver (``_interrupts_held``).  Workers are separate processes that connect to ``node.sock``
 in the session directory.  As a cluster's head (``miniray start --head``), the same Node also takes
 TCP connections from drivers, joined nodes and their workers (``NodeTable.listen``); a worker of
 another node is a client like any other, whose objects live in its own node's arena.
@@ -20,6 +32,8 @@ the store uses to count its refs and pins.
 """
 from __future__ import annotations
 
+import _signal
+import contextlib
 import os
 import selectors
 import signal
@@ -57,6 +71,7 @@ class WorkerConn:
     def __init__(self, sock):
         self.conn, self.reader = Connection(sock), FrameReader(sock)
         self.holder, self.pid, self.outbox, self.fns = None, None, [], set()
+        self.unsent = 0            # "exec" items in the outbox (see Node._flush)
         self.is_driver = False
         self.remote = False        # a worker on another node (``home``): it maps that node's arena
         self.home = None
@@ -64,6 +79,10 @@ class WorkerConn:
 
     def deliver(self, items):
         self.outbox.extend(items)
+
+    def deliver_exec(self, item):
+        self.outbox.append(item)
+        self.unsent += 1
 
 
 class LocalClient:
@@ -114,11 +133,28 @@ class Node:
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.listener.bind(self.sock_path)
         self.listener.listen(256)
+        self.listener.setblocking(False)       # the node thread and a driving driver both select
         self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
         self.selector = selectors.DefaultSelector()
         self.selector.register(self.listener, selectors.EVENT_READ, self._accept)
         self.selector.register(self._wake_r, selectors.EVENT_READ, self._drain_wake)
+        self.baton = threading.RLock()         # held for each step, by whichever thread runs it
+        self._stepping = False
+        self.driving = False                   # the driver thread runs the loop (``drive``)
+        self._driver_ident = None
+        self._drive_lock = threading.Lock()
+        self._park = threading.Condition(threading.Lock())
+        self._poke_r, self._poke_w = socket.socketpair()
+        self._poke_r.setblocking(False)
+        self._poke_w.setblocking(False)
+        self._drive_sel = selectors.DefaultSelector()    # the node's selector, nested, and the poke
+        self._drive_sel.register(self.selector, selectors.EVENT_READ)
+        self._drive_sel.register(self._poke_r, selectors.EVENT_READ)
+        self._sigint = None                    # (signal, frame) of a Ctrl-C held during a step
+        self._sigint_prev, self._holding = None, False
+        self._guard = self._sigint_guard       # one bound method, so ``is`` can recognise it
         self.thread = threading.Thread(target=self.run, name="miniray-node", daemon=True)
         self.pull_refs = None   # set by the driver runtime: flushes its pending ref deltas
 
@@ -139,16 +175,117 @@ class Node:
     # Main loop ---------------------------------------------------------------------------------
     def run(self):
         while not self._stopping:
-            timeout = self._next_deadline()
-            for key, _ in self.selector.select(timeout):
-                self._guarded(key.data, key.fileobj)
+            events = self.selector.select(self._next_deadline())
+            if self.driving:            # the driver runs the steps while it waits; it saw these too
+                with self._park:
+                    while self.driving and not self._stopping:
+                        self._park.wait()
+                continue
+            with self.baton:
+                self._step(events)
+
+    def _step(self, events=(), inline=False):
+        """One turn of the loop, under the baton.  ``events`` come from a select made without it,
+        so another thread may have served them since: a key no longer registered is skipped, and
+        every read is non-blocking."""
+        self._stepping = True
+        try:
+            live = self.selector.get_map()
+            for key, _ in events:
+                if live.get(key.fd) is key:
+                    self._guarded(key.data, key.fileobj)
             if self.pull_refs:
                 self._guarded(self.pull_refs)
             self._guarded(self._drain_inbox)
             self._guarded(self._expire_waiters)
             self._guarded(self.nodes.check_heartbeats)
             self._guarded(self._schedule)
-            self._guarded(self._flush)
+            self._guarded(self._flush, inline)
+        finally:
+            self._stepping = False
+
+    def offer(self, client, items):
+        """Items from the driver (any of its threads): handled at once on the caller's thread when
+        the baton is free, else by the node thread, woken for them."""
+        self.inbox.append((client, items))
+        if self._stopping or not self.baton.acquire(blocking=False):
+            self.wake()
+            return
+        try:
+            if not self._stepping:       # not re-entered from a step (which drains the inbox itself)
+                with self._interrupts_held():
+                    self._step(inline=True)
+        finally:
+            self.baton.release()
+
+    def drive(self, event, deadline) -> bool | None:
+        """Run the loop on this thread until ``event`` is set (True) or ``deadline`` passes (False).
+        None: another thread is driving already, so wait on the event instead."""
+        if threading.get_ident() == self.thread.ident or not self._drive_lock.acquire(blocking=False):
+            return None
+        self._driver_ident, event.poke = threading.get_ident(), self._poke
+        self.driving = True
+        try:
+            while not event.is_set():
+                if self._stopping or not self.thread.is_alive():
+                    raise exc.RaySystemError("The miniray node has stopped; call miniray.shutdown() "
+                                             "and miniray.init() again.")
+                now = time.monotonic()
+                if deadline is not None and now >= deadline:
+                    return False
+                limits = [1.0, self._next_deadline(), None if deadline is None else deadline - now]
+                if self._drive_sel.select(min(t for t in limits if t is not None)):
+                    self._drain_wake(self._poke_r)
+                if event.is_set():
+                    break
+                with self.baton, self._interrupts_held():
+                    self._step(self.selector.select(0))
+            return True
+        finally:
+            event.poke = self._driver_ident = None
+            with self._park:
+                self.driving = False
+                self._park.notify_all()
+            self._drive_lock.release()
+
+    def _poke(self):
+        """An object the driving thread waits for became ready in another thread's step."""
+        if threading.get_ident() != self._driver_ident:
+            try:
+                self._poke_w.send(b"\0")
+            except OSError:
+                pass
+
+    @contextlib.contextmanager
+    def _interrupts_held(self):
+        """Hold a Ctrl-C that arrives during a step on the main thread, and raise it after: a
+        step cut in half would leave the scheduler's state half changed.  ``_sigint_guard`` is
+        installed in front of the user's handler once (again if someone replaced it, as IPython
+        does per cell); outside steps it passes Ctrl-C straight on."""
+        if threading.get_ident() != threading.main_thread().ident:
+            yield
+            return
+        current = _signal.getsignal(signal.SIGINT)      # the C call: no enum conversion per step
+        if current is not self._guard:
+            if not callable(current):
+                yield
+                return
+            self._sigint_prev = current
+            _signal.signal(signal.SIGINT, self._guard)
+        self._holding = True
+        try:
+            yield
+        finally:
+            self._holding = False
+            held, self._sigint = self._sigint, None
+            if held is not None:
+                self._sigint_prev(*held)
+
+    def _sigint_guard(self, sig, frame):
+        if self._holding:
+            self._sigint = (sig, frame)
+        else:
+            self._sigint_prev(sig, frame)
 
     def _guarded(self, step, *args):
         """One step of the loop; a bug in it is reported, and the node keeps serving."""
@@ -160,7 +297,11 @@ class Node:
                              + traceback.format_exc())
 
     def _accept(self, listener):
-        sock, _ = listener.accept()
+        try:
+            sock, _ = listener.accept()
+        except BlockingIOError:          # the other thread took it
+            return
+        sock.setblocking(True)
         conn = WorkerConn(sock)
         self.selector.register(sock, selectors.EVENT_READ, lambda s, c=conn: self._read_worker(c))
 
@@ -235,16 +376,31 @@ class Node:
         self._drop_waiters_of(wc)
         self.actors.owner_gone(wc.holder)
 
-    def _flush(self):
+    def _flush(self, inline=False):
+        """Send every outbox.  In a step run by ``offer``, an outbox of calls only, for a worker
+        that still has earlier calls in hand, waits: that worker's next report brings a step that
+        sends it, batched with the calls submitted meanwhile."""
         if self.nodes.frees:
             self.nodes.flush_frees()
         for wc in [*self.drivers.values(), *self.conns.values()]:
             if wc.outbox:
-                items, wc.outbox = wc.outbox, []
+                if inline and wc.unsent == len(wc.outbox) and self._in_hand(wc) > wc.unsent:
+                    continue
+                items, wc.outbox, wc.unsent = wc.outbox, [], 0
                 try:
                     wc.conn.send(items)
                 except OSError:
                     pass  # its death arrives as EOF on the read side
+
+    def _in_hand(self, wc) -> int:
+        """Calls placed on this worker and not reported done (sent or still in its outbox)."""
+        slot = self.state.workers.get(wc.holder)
+        if slot is None:
+            return 0
+        if slot.actor_id is not None:
+            actor = self.actors.actors.get(slot.actor_id)
+            return len(actor.inflight) if actor is not None else 0
+        return len(slot.queue)
 
     # Client items ------------------------------------------------------------------------------
     def _handle(self, client, item):
@@ -408,7 +564,7 @@ class Node:
         if spec.fn_id not in wc.fns and spec.type != "actor_method":
             blob = self.functions[spec.fn_id]
             wc.fns.add(spec.fn_id)
-        wc.deliver([("exec", spec, blob, descs, self.state.workers[wid].gpus)])
+        wc.deliver_exec(("exec", spec, blob, descs, self.state.workers[wid].gpus))
 
     def descs_for(self, wc, oids) -> dict:
         """Argument descriptors for a worker, pinned for it: the copy on its own node, or
@@ -608,6 +764,8 @@ class Node:
             self.waiters.setdefault(o, []).append(w)
         if w.deadline is not None:
             self.timed.append(w)
+            if threading.get_ident() != self.thread.ident:
+                self.wake()          # a step on another thread: the node thread's sleep may be too long
         if kind == "get" and client.holder in self.state.workers:
             S.worker_blocked(self.state, client.holder)
 
@@ -647,6 +805,8 @@ class Node:
     def _next_deadline(self):
         if self.inbox:
             return 0
+        if self.pull_refs:      # the driver's dropped refs wake nobody: pick them up within 50 ms
+            return 0.05
         if self.nodes.peers:
             return 1.0          # wake at least once a second to check the nodes' heartbeats
         live = [w.deadline for w in self.timed if not w.answered]
@@ -730,6 +890,8 @@ class Node:
     def stop(self):
         self._stopping = True
         self.wake()
+        with self._park:
+            self._park.notify_all()
         if self.thread.is_alive() and threading.current_thread() is not self.thread:
             self.thread.join(timeout=5)
         for wc in self.nodes.peers.values():      # a clean stop, not a crash: nodes leave quietly
@@ -752,7 +914,11 @@ class Node:
                     pipe.close()
                 except OSError:
                     pass
+        self._drive_sel.close()
+        if (threading.get_ident() == threading.main_thread().ident
+                and _signal.getsignal(signal.SIGINT) is self._guard):
+            _signal.signal(signal.SIGINT, self._sigint_prev)
         self.selector.close()
         self.listener.close()
-        self._wake_r.close()
-        self._wake_w.close()
+        for sock in (self._wake_r, self._wake_w, self._poke_r, self._poke_w):
+            sock.close()

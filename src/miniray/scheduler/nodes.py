@@ -53,6 +53,7 @@ class NodeTable:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
         sock.listen(128)
+        sock.setblocking(False)          # a driving driver may select on it too (Node.drive)
         self.listener, self.token = sock, token
         node.selector.register(sock, selectors.EVENT_READ, self._accept)
         self.data_server = DataServer(node.store.arena, token, host)
@@ -61,7 +62,11 @@ class NodeTable:
         return sock.getsockname()[1]
 
     def _accept(self, listener):
-        sock, peer = listener.accept()
+        try:
+            sock, peer = listener.accept()
+        except BlockingIOError:
+            return
+        sock.setblocking(True)
         threading.Thread(target=self._handshake, args=(sock, peer), daemon=True,
                          name="miniray-auth").start()
 

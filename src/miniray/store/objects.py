@@ -76,7 +76,14 @@ class Entry:
 
 
 class _Watch(threading.Event):
+    """A ``get``'s wait; ``poke`` (set by Node.drive) wakes a driver that selects instead of waiting."""
     remaining: set
+    poke = None
+
+    def set(self):
+        super().set()
+        if self.poke is not None:
+            self.poke()
 
 
 class _StoreLock:

@@ -6,7 +6,7 @@ Byte layout of a frame on the wire:
 
 A message is a list of *items*, so one frame carries a whole batch (many task calls, many results):
 batching is what makes tiny tasks cheap.  ``Connection.send`` is thread-safe; ``recv`` is for a single
-reader thread; ``FrameReader`` parses frames from a non-blocking socket for the node's select loop.
+reader thread; ``FrameReader`` parses frames for the node's select loop, reading without blocking.
 """
 from __future__ import annotations
 
@@ -70,7 +70,7 @@ class FrameReader:
 
     def feed(self) -> list:
         try:
-            chunk = self.sock.recv(1 << 20)
+            chunk = self.sock.recv(1 << 20, socket.MSG_DONTWAIT)   # another thread may have read it
         except (BlockingIOError, InterruptedError):
             return []
         except OSError as exc:
