@@ -912,3 +912,23 @@ def test_ctrl_c_in_a_submit_loop_leaves_the_runtime_whole(tmp_path):
     proc = start_driver(path)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0 and "OK" in out, err
+
+
+def test_big_frames_reach_a_worker_that_is_busy(rt):
+    """A function that carries 3 MiB with it arrives while its worker runs earlier calls: the
+    worker's reader thread, woken once per arrival, must read it to its end (worker/main.py)."""
+    blob = os.urandom(3 << 20)
+
+    @ray.remote
+    def nap(s):
+        time.sleep(s)
+        return s
+
+    @ray.remote
+    def captured(i):
+        return len(blob) + i
+
+    naps = [nap.remote(0.3) for _ in range(2)]
+    refs = [captured.remote(i) for i in range(10)]
+    assert ray.get(refs, timeout=60) == [len(blob) + i for i in range(10)]
+    assert ray.get(naps) == [0.3, 0.3]

@@ -146,12 +146,10 @@ class Node:
         self._driver_ident = None
         self._drive_lock = threading.Lock()
         self._park = threading.Condition(threading.Lock())
-        self._poke_r, self._poke_w = socket.socketpair()
+        self._poke_r, self._poke_w = socket.socketpair()    # wakes a driving driver (``_poke``)
         self._poke_r.setblocking(False)
         self._poke_w.setblocking(False)
-        self._drive_sel = selectors.DefaultSelector()    # the node's selector, nested, and the poke
-        self._drive_sel.register(self.selector, selectors.EVENT_READ)
-        self._drive_sel.register(self._poke_r, selectors.EVENT_READ)
+        self.selector.register(self._poke_r, selectors.EVENT_READ, self._drain_wake)
         self._sigint = None                    # (signal, frame) of a Ctrl-C held during a step
         self._sigint_prev, self._holding = None, False
         self._guard = self._sigint_guard       # one bound method, so ``is`` can recognise it
@@ -234,12 +232,13 @@ class Node:
                 if deadline is not None and now >= deadline:
                     return False
                 limits = [1.0, self._next_deadline(), None if deadline is None else deadline - now]
-                if self._drive_sel.select(min(t for t in limits if t is not None)):
-                    self._drain_wake(self._poke_r)
+                # the node thread may select on the same epoll too: level-triggered, an event that
+                # wakes it wakes us as well, and it parks without touching it
+                events = self.selector.select(min(t for t in limits if t is not None))
                 if event.is_set():
                     break
                 with self.baton, self._interrupts_held():
-                    self._step(self.selector.select(0))
+                    self._step(events)
             return True
         finally:
             event.poke = self._driver_ident = None
@@ -914,7 +913,6 @@ class Node:
                     pipe.close()
                 except OSError:
                     pass
-        self._drive_sel.close()
         if (threading.get_ident() == threading.main_thread().ident
                 and _signal.getsignal(signal.SIGINT) is self._guard):
             _signal.signal(signal.SIGINT, self._sigint_prev)

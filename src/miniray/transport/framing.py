@@ -68,16 +68,24 @@ class FrameReader:
         self.sock = sock
         self._buf = bytearray()
 
-    def feed(self) -> list:
-        try:
-            chunk = self.sock.recv(1 << 20, socket.MSG_DONTWAIT)   # another thread may have read it
-        except (BlockingIOError, InterruptedError):
-            return []
-        except OSError as exc:
-            raise ConnectionClosed(str(exc)) from exc
-        if not chunk:
-            raise ConnectionClosed("peer closed the connection")
-        self._buf += chunk
+    def feed(self, block: bool = False) -> list:
+        """The messages completed by all that can be read now ([] if none), or, with ``block``,
+        waiting for the next arrival first.  Reads never block otherwise: another thread may have
+        taken the bytes that made the socket readable."""
+        flags = 0 if block else socket.MSG_DONTWAIT
+        while True:
+            try:
+                chunk = self.sock.recv(1 << 20, flags)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:
+                raise ConnectionClosed(str(exc)) from exc
+            if not chunk:
+                raise ConnectionClosed("peer closed the connection")
+            self._buf += chunk
+            if len(chunk) < 1 << 20:      # a short read: nothing more is waiting
+                break
+            flags = socket.MSG_DONTWAIT
         out, buf, pos = [], self._buf, 0
         while len(buf) - pos >= HEADER.size:
             (n,) = HEADER.unpack_from(buf, pos)

@@ -1,12 +1,17 @@
 """A worker process: connect to the node, then run call items until the node goes away.
 
-    node ──exec/cancel/reply──► reader thread ──exec──► calls queue ──► main thread: Executor.run
+    node ──exec/cancel/reply──► Inbox.dispatch ──exec──► calls queue ──► main thread: Executor.run
       ▲                            │ reply: resolves the waiting get/alloc                 │
       └────────────── started / done / put / refs / req  ◄─────────────────────────────────┘
 
-Threads: the reader (``_read_loop``) only sorts incoming items; the main thread runs calls
-(``main``'s loop), or hands them to the actor's thread pool or event loop (executor.py); a flusher
-sends ref drops and "started" notes that would otherwise wait.  When the node's socket closes the
+Who reads the node's socket (``Inbox``): the main thread, when it has no call to run, reads the
+next frame itself, so a call reaches it with no thread hand-off.  While it runs a call, the reader
+thread reads instead (replies to the call's own ``get``, ``cancel``, more calls); it is woken by
+edge-triggered epoll, once per arrival.  Both read under one lock into one frame buffer.
+
+Other threads: the main thread runs calls (``main``'s loop), or hands them to the actor's thread
+pool or event loop (executor.py); a flusher sends ref drops and "started" notes that would
+otherwise wait.  When the node's socket closes the
 worker exits at once: its parent is gone.  If the driver itself died (SIGKILL), the worker removes the
 session's shared memory and directory, so nothing is left in ``/dev/shm``.
 """
@@ -22,7 +27,7 @@ import threading
 
 from miniray import runtime as rt_mod
 from miniray.store.arena import Arena
-from miniray.transport.framing import Connection, ConnectionClosed
+from miniray.transport.framing import Connection, ConnectionClosed, FrameReader
 
 
 def _driver_alive(pid: int) -> bool:
@@ -39,33 +44,70 @@ def _die_with_parent():
         pass
 
 
-def _read_loop(conn, rt, calls, executor, arena_path, session_dir, driver_pid):
-    try:
+class Inbox:
+    """The node's socket, read by whichever of two threads is free (see the module docstring)."""
+
+    def __init__(self, conn, rt, calls, executor, on_close):
+        self.conn, self.rt, self.calls, self.executor, self.on_close = conn, rt, calls, executor, on_close
+        self.reader = FrameReader(conn.sock)
+        self.lock = threading.Lock()
+        self.main_reading = False
+
+    def next_call(self):
+        """Main thread: the next call to run, reading the socket itself while there is none."""
         while True:
             try:
-                items = conn.recv()
-            except (ConnectionClosed, OSError):
-                raise
-            except Exception:   # a frame we cannot decode: say so, keep serving the rest
-                import traceback
-                sys.stderr.write("miniray worker: could not decode a message:\n" + traceback.format_exc())
-                continue
-            for item in items:
-                kind = item[0]
-                if kind == "exec":
-                    if executor.blocked and executor.sequential:
-                        rt.send([("requeue", [item[1].task_id])])   # don't queue behind a blocked get
-                        for oid in item[3]:
-                            if item[3][oid][0] in ("shm", "fetch"):
-                                rt.unpin(oid)
-                    else:
-                        calls.put(item)
-                elif kind == "reply":
-                    rt.transport.resolve(item[1], item[2], item[3])
-                elif kind == "cancel":
-                    executor.cancel(item[1])
-    except (ConnectionClosed, OSError):
-        pass
+                return self.calls.get_nowait()
+            except queue.Empty:
+                pass
+            with self.lock:
+                self.main_reading = True
+                try:
+                    while self.calls.empty():
+                        self._read(block=True)
+                finally:
+                    self.main_reading = False
+
+    def reader_thread(self):
+        """Reads while the main thread runs a call; an arrival while it reads for itself is its own."""
+        import select
+        ep = select.epoll()
+        ep.register(self.conn.sock.fileno(), select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLET)
+        while True:
+            ep.poll()
+            with self.lock:        # waits out a read by the main thread, then takes what is left
+                self._read(block=False)
+
+    def _read(self, block: bool):
+        try:
+            frames = self.reader.feed(block=block)
+        except ConnectionClosed:
+            self.on_close()
+            return
+        for items in frames:
+            self.dispatch(items)
+
+    def dispatch(self, items):
+        rt, executor = self.rt, self.executor
+        for item in items:
+            kind = item[0]
+            if kind == "exec":
+                if executor.blocked and executor.sequential:
+                    rt.send([("requeue", [item[1].task_id])])   # don't queue behind a blocked get
+                    for oid in item[3]:
+                        if item[3][oid][0] in ("shm", "fetch"):
+                            rt.unpin(oid)
+                else:
+                    self.calls.put(item)
+            elif kind == "reply":
+                rt.transport.resolve(item[1], item[2], item[3])
+            elif kind == "cancel":
+                executor.cancel(item[1])
+
+
+def _node_gone(arena_path, session_dir, driver_pid):
+    """The node's socket closed: our parent is gone.  If the driver died too (SIGKILL), nobody else
+    will remove the session's shared memory and directory."""
     if not _driver_alive(driver_pid) and arena_path != "-":
         try:
             os.unlink(arena_path)
@@ -129,15 +171,15 @@ def main(argv=None):
     conn.send([("hello", wid, os.getpid(), node_id)])
     calls: queue.SimpleQueue = queue.SimpleQueue()
     executor = Executor(rt, wid, node_id, calls)
-    threading.Thread(target=_read_loop, daemon=True, name="miniray-reader",
-                     args=(conn, rt, calls, executor, arena_path, session_dir, int(driver_pid))).start()
+    inbox = Inbox(conn, rt, calls, executor, lambda: _node_gone(arena_path, session_dir, int(driver_pid)))
+    threading.Thread(target=inbox.reader_thread, daemon=True, name="miniray-reader").start()
     threading.Thread(target=_flush_loop, daemon=True, name="miniray-flusher",
                      args=(rt, executor, threading.Event())).start()
     if wid == "w1" or (arena is not None and wid.endswith("-w1")):
         threading.Thread(target=_prefault, args=(arena,), daemon=True, name="miniray-prefault").start()
     # Main loop
     while True:
-        item = calls.get()
+        item = inbox.next_call()
         executor.run(*item[1:])
 
 
