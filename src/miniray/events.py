@@ -58,24 +58,27 @@ class EventLog:
         self._events: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self._max = max_events
-        self._dict_fields: set = set()   # fields that were dicts, stored as pairs
+        self._dict_fields: set = {"resources"}   # fields that were dicts, stored as pairs (a
+        # submitted event's resources come as pairs already: the node emits thousands a second)
         self._schemas: dict = {}          # field-name tuple -> the one shared copy of it
         self.dropped = 0
 
     def emit(self, kind: str, ts: float | None = None, **fields: Any) -> None:
         if kind not in _KINDS:
             raise ValueError(f"unknown event kind {kind!r}; expected one of {KINDS}")
-        fields["kind"], fields["ts"] = kind, time.time() if ts is None else ts
-        for k, v in fields.items():
-            if type(v) is dict:     # a dict stays tracked by the collector: keep its pairs instead
-                fields[k] = tuple(v.items())
-                self._dict_fields.add(k)
+        names, values = tuple(fields), tuple(fields.values())
+        if dict in map(type, values):    # a dict stays tracked by the collector: keep its pairs instead
+            values = tuple(tuple(v.items()) if type(v) is dict else v for v in values)
+            self._dict_fields.update(k for k, v in fields.items() if type(v) is dict)
+        keys = self._schemas.get(names)
+        if keys is None:
+            keys = self._schemas[names] = ("kind", "ts", "seq") + names
         with self._lock:
-            if len(self._events) >= self._max:
+            seq = len(self._events)
+            if seq >= self._max:
                 self.dropped += 1
                 return
-            fields["seq"] = len(self._events)
-            self._append(fields)
+            self._events.append((keys, (kind, time.time() if ts is None else ts, seq) + values))
 
     def _append(self, fields: dict) -> None:
         keys = tuple(fields)

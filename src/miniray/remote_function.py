@@ -153,6 +153,7 @@ class RemoteFunction:
         except (TypeError, ValueError):
             self._sig = None
         self._arity = fixed_arity(self._sig)
+        self._default_returns = "streaming" if inspect.isgeneratorfunction(fn) else 1
         functools.update_wrapper(self, fn, updated=())
 
     def __call__(self, *args, **kwargs):
@@ -178,7 +179,7 @@ class RemoteFunction:
         rt.ensure_function(self._fn_id, lambda: self._blob[1])
         name = opts.get("name") or self._function.__name__
         desc, deps, nested, keep = pack_args(rt, self._sig, name, args, kwargs, self._arity)
-        n = opts.get("num_returns", "streaming" if inspect.isgeneratorfunction(self._function) else 1)
+        n = opts.get("num_returns", self._default_returns)
         if n not in ("dynamic", "streaming") and (not isinstance(n, int) or n < 0):
             raise ValueError(f"num_returns must be an int >= 0, got {n!r}.")
         tid = rt.new_task_id()

@@ -38,10 +38,13 @@ def current_runtime(auto_init: bool = True):
     return _current
 
 
+_PKG = os.path.dirname(__file__)
+
+
 def call_site(skip_miniray: bool = True) -> str:
     """``file:line`` of the user code that called into miniray."""
     f = sys._getframe(1)
-    pkg = os.path.dirname(__file__)
+    pkg = _PKG
     while f is not None and f.f_code.co_filename.startswith(pkg):
         f = f.f_back
     return f"{f.f_code.co_filename}:{f.f_lineno}" if f is not None else "?"

@@ -466,7 +466,7 @@ class Node:
         self.store.use(spec.deps + spec.nested, +1)
         self.emit("submitted", ts=ts, task_id=spec.task_id, name=spec.name, type=spec.type,
                   actor_id=spec.actor_id, deps=spec.deps + spec.nested, returns=spec.returns,
-                  call_site=spec.call_site, resources=spec.resources)
+                  call_site=spec.call_site, resources=tuple(spec.resources.items()))
         if spec.type == "actor_method":
             self.actors.enqueue(spec)
             return

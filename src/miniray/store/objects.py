@@ -75,15 +75,31 @@ class Entry:
         self.state = new
 
 
-class _Watch(threading.Event):
-    """A ``get``'s wait; ``poke`` (set by Node.drive) wakes a driver that selects instead of waiting."""
-    remaining: set
-    poke = None
+class _Watch:
+    """A ``get``'s wait on the store: ``set`` once every object in ``remaining`` is ready.  The
+    Event behind ``wait`` is made only if someone waits (a driver that drives the node's loop
+    never does); ``poke`` (set by Node.drive) wakes a driver that selects instead."""
+    __slots__ = ("remaining", "done", "poke", "_event")
+
+    def __init__(self):
+        self.done, self.poke, self._event = False, None, None
 
     def set(self):
-        super().set()
+        self.done = True
+        if self._event is not None:
+            self._event.set()
         if self.poke is not None:
             self.poke()
+
+    def is_set(self) -> bool:
+        return self.done
+
+    def wait(self, timeout=None) -> bool:
+        if self.done:
+            return True
+        if self._event is None:
+            self._event = threading.Event()     # made before ``done`` is read again: no lost set
+        return self.done or self._event.wait(timeout)
 
 
 class _StoreLock:
@@ -199,7 +215,7 @@ class ObjectStore:
             e.desc, e.node, e.copies, e.contains = None, "", [], ()
             e.move(PENDING)
 
-    def watch(self, oids: set) -> threading.Event:
+    def watch(self, oids: set) -> _Watch:
         """An Event set once every object in ``oids`` is ready (failed counts as ready)."""
         w = _Watch()
         with self.lock:
