@@ -932,3 +932,17 @@ def test_big_frames_reach_a_worker_that_is_busy(rt):
     refs = [captured.remote(i) for i in range(10)]
     assert ray.get(refs, timeout=60) == [len(blob) + i for i in range(10)]
     assert ray.get(naps) == [0.3, 0.3]
+
+
+def test_workers_poll_briefly_then_sleep(rt):
+    """Between calls a worker polls its socket for a moment (framing.SPIN_S) before it sleeps:
+    an idle runtime must not keep burning CPU."""
+    import psutil
+
+    assert [ray.get(square.remote(i)) for i in range(50)] == [i * i for i in range(50)]
+    workers = psutil.Process().children()
+    assert workers
+    before = sum(sum(p.cpu_times()[:2]) for p in workers)
+    time.sleep(1.0)
+    after = sum(sum(p.cpu_times()[:2]) for p in workers)
+    assert after - before < 0.1 * len(workers), (before, after)

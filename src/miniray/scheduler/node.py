@@ -20,6 +20,7 @@ one process):
     goes out in batches.
   - ``drive``: a driver blocked in ``get`` selects on the node's sockets itself until its objects
     are ready; the node thread parks meanwhile, and the worker's reply wakes the driver directly.
+    It polls for a moment before it sleeps (framing.SPIN_S), as a worker does between calls.
 
 A KeyboardInterrupt never lands inside a step run by the driver (``_interrupts_held``).  Workers are separate processes that connect to ``node.sock``
 in the session directory.  As a cluster's head (``miniray start --head``), the same Node also takes
@@ -51,7 +52,7 @@ from miniray.scheduler.actors import ActorTable
 from miniray.scheduler.nodes import NodeTable
 from miniray.store.objects import block_of
 from miniray.store.serialization import Serialized, desc_size, error_desc
-from miniray.transport.framing import Connection, ConnectionClosed, FrameReader
+from miniray.transport.framing import SPIN_S, Connection, ConnectionClosed, FrameReader
 from miniray.transport.messages import Result
 
 
@@ -234,7 +235,13 @@ class Node:
                 limits = [1.0, self._next_deadline(), None if deadline is None else deadline - now]
                 # the node thread may select on the same epoll too: level-triggered, an event that
                 # wakes it wakes us as well, and it parks without touching it
-                events = self.selector.select(min(t for t in limits if t is not None))
+                events = self.selector.select(0)
+                spin_until = time.perf_counter() + SPIN_S         # poll a moment before sleeping
+                while not events and time.perf_counter() < spin_until:
+                    os.sched_yield()
+                    events = self.selector.select(0)
+                if not events:
+                    events = self.selector.select(min(t for t in limits if t is not None))
                 if event.is_set():
                     break
                 with self.baton, self._interrupts_held():

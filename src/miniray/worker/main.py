@@ -5,7 +5,8 @@
       └────────────── started / done / put / refs / req  ◄─────────────────────────────────┘
 
 Who reads the node's socket (``Inbox``): the main thread, when it has no call to run, reads the
-next frame itself, so a call reaches it with no thread hand-off.  While it runs a call, the reader
+next frame itself (polling for a moment first, framing.SPIN_S), so a call reaches it with no
+thread hand-off.  While it runs a call, the reader
 thread reads instead (replies to the call's own ``get``, ``cancel``, more calls); it is woken by
 edge-triggered epoll, once per arrival.  Both read under one lock into one frame buffer.
 
@@ -24,10 +25,11 @@ import signal
 import socket
 import sys
 import threading
+import time
 
 from miniray import runtime as rt_mod
 from miniray.store.arena import Arena
-from miniray.transport.framing import Connection, ConnectionClosed, FrameReader
+from miniray.transport.framing import SPIN_S, Connection, ConnectionClosed, FrameReader
 
 
 def _driver_alive(pid: int) -> bool:
@@ -63,6 +65,10 @@ class Inbox:
             with self.lock:
                 self.main_reading = True
                 try:
+                    spin_until = time.perf_counter() + SPIN_S      # see framing.SPIN_S
+                    while self.calls.empty() and time.perf_counter() < spin_until:
+                        self._read(block=False)
+                        os.sched_yield()
                     while self.calls.empty():
                         self._read(block=True)
                 finally:
