@@ -198,3 +198,29 @@ def test_no_dev_shm_leftovers_after_shutdown():
     ray.shutdown()
     assert not (_shm_names() - before), sorted(_shm_names() - before)
     del refs
+
+
+def test_small_builtin_values_take_the_plain_path_and_refs_never_do(rt):
+    """serialize() pickles small builtin data directly; anything that may hold a ref, a buffer or
+    code still goes the general way, so contained refs are counted and arrays stay zero-copy."""
+    import enum
+
+    import numpy as np
+
+    from miniray.store.serialization import _plain, deserialize, serialize
+
+    class Colour(enum.IntEnum):
+        RED = 1
+
+    plain = [1, True, None, 2.5, "s", b"b", ((), {}), (1, [2, {"k": 3}])]
+    for v in plain:
+        assert _plain(v)
+        ser = serialize(v)
+        assert ser.buffers == [] and ser.contained == []
+        assert deserialize(ser.inline()) == v and type(deserialize(ser.inline())) is type(v)
+    ref = rt.put(1)
+    for v in [(ref,), {"r": ref}, [[ref]], Colour.RED, {1: 2}, np.arange(3), list(range(17))]:
+        assert not _plain(v)
+    assert serialize(((ref,), {})).contained == [ref.hex()]
+    assert len(serialize(np.arange(1000)).buffers) == 1
+    assert deserialize(serialize(Colour.RED).inline()) is Colour.RED

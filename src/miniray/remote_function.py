@@ -147,7 +147,7 @@ class RemoteFunction:
         self._options = check_options(dict(options or {}), TASK_OPTIONS, f"task {fn.__name__}")
         self._fn_id = f"{fn.__module__}.{fn.__qualname__}:{uuid.uuid4().hex[:12]}"
         self._blob = None
-        self._res, self._res_for = None, None   # resource request, cached for one options dict
+        self._derived, self._for = None, None   # _derive(options), cached for one options dict
         try:
             self._sig = inspect.signature(fn)
         except (TypeError, ValueError):
@@ -176,14 +176,26 @@ class RemoteFunction:
         rt = current_runtime()
         if self._blob is None or self._blob[0] != rt.address:
             self._blob = (rt.address, dumps_code(self._function, ship_module=rt.address is not None))
-        rt.ensure_function(self._fn_id, lambda: self._blob[1])
-        name = opts.get("name") or self._function.__name__
+        if self._fn_id not in rt._fns:
+            rt.ensure_function(self._fn_id, lambda: self._blob[1])
+        if opts is not self._for:               # what the options decide, worked out once per dict
+            self._derived, self._for = self._derive(opts), opts
+        name, n, res, max_retries, retry, extra = self._derived
         desc, deps, nested, keep = pack_args(rt, self._sig, name, args, kwargs, self._arity)
+        tid = rt.new_task_id()
+        returns = return_ids(tid, n)
+        spec = TaskSpec(tid, name, "task", self._fn_id, desc, deps, nested, returns, n, dict(res),
+                        max_retries, retry, options=dict(extra), call_site=call_site(), owner=rt.holder)
+        refs = [ObjectRef(oid) for oid in returns]
+        rt.submit(spec)
+        del keep
+        return wrap_returns(tid, n, refs)
+
+    def _derive(self, opts) -> tuple:
+        name = opts.get("name") or self._function.__name__
         n = opts.get("num_returns", self._default_returns)
         if n not in ("dynamic", "streaming") and (not isinstance(n, int) or n < 0):
             raise ValueError(f"num_returns must be an int >= 0, got {n!r}.")
-        tid = rt.new_task_id()
-        returns = return_ids(tid, n)
         retry = opts.get("retry_exceptions", False)
         if isinstance(retry, list):
             retry = tuple(retry)
@@ -191,15 +203,7 @@ class RemoteFunction:
         extra = {"env_vars": env} if env else {}
         if opts.get("scheduling_strategy") == "SPREAD":
             extra["strategy"] = "SPREAD"
-        if opts is not self._res_for:
-            self._res, self._res_for = resource_request(opts, 1.0), opts
-        spec = TaskSpec(tid, name, "task", self._fn_id, desc, deps, nested, returns, n,
-                        dict(self._res), int(opts.get("max_retries", 3)), retry,
-                        options=extra, call_site=call_site(), owner=rt.holder)
-        refs = [ObjectRef(oid) for oid in returns]
-        rt.submit(spec)
-        del keep
-        return wrap_returns(tid, n, refs)
+        return name, n, resource_request(opts, 1.0), int(opts.get("max_retries", 3)), retry, extra
 
     def __repr__(self):
         return f"<miniray remote function {self._function.__module__}.{self._function.__qualname__}>"

@@ -333,6 +333,8 @@ class ObjectStore:
 
     def use(self, oids, n: int) -> None:
         """Pending tasks taking (n=+1) or releasing (n=-1) these objects as arguments."""
+        if not oids:
+            return
         with self.lock:
             for oid in oids:
                 e = self.entry(oid)
