@@ -854,9 +854,11 @@ def test_random_errors_match_plain_python(rt, seed):
 
 
 # -- the driver runs the node's loop itself (scheduler/node.py: offer and drive) --------------------
-def test_sync_calls_are_served_on_the_driver_thread(rt):
-    """A `get(f.remote())` needs no hand-off to the node thread: the driver sends the call to the
-    worker and reads the reply itself.  Counted by thread, over real round trips."""
+@pytest.mark.parametrize("how", ["get", "wait"])
+def test_sync_calls_are_served_on_the_driver_thread(rt, how):
+    """A `get(f.remote())` or `wait([f.remote()])` needs no hand-off to the node thread: the driver
+    sends the call to the worker and reads the reply itself.  Counted by thread, over real round
+    trips."""
     import collections
     import threading
 
@@ -871,7 +873,10 @@ def test_sync_calls_are_served_on_the_driver_thread(rt):
 
     node._step = counted
     try:
-        assert [ray.get(square.remote(i)) for i in range(200)] == [i * i for i in range(200)]
+        if how == "get":
+            assert [ray.get(square.remote(i)) for i in range(200)] == [i * i for i in range(200)]
+        else:
+            assert all(len(ray.wait([square.remote(i)])[0]) == 1 for i in range(200))
     finally:
         del node._step
     # about a step to send each call and one to read its reply; the node thread takes the replies

@@ -149,7 +149,13 @@ class Runtime:
         self.send([("req", rid, kind, args)], drops_first=kind in _LOOKING)
         if self.node is None:
             return fut.result(timeout)
-        while True:   # the driver: don't wait for ever on a node thread that is gone
+        if not fut.done():            # the driver: run the node's loop here until the answer comes
+            from miniray.store.objects import Watch
+            answered = Watch()
+            fut.add_done_callback(lambda _: answered.set())
+            if self.node.drive(answered, None if timeout is None else time.monotonic() + timeout) is False:
+                timeout = 0
+        while True:   # don't wait for ever on a node thread that is gone
             try:
                 return fut.result(timeout if timeout is not None else 1.0)
             except TimeoutError:

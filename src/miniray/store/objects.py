@@ -75,7 +75,7 @@ class Entry:
         self.state = new
 
 
-class _Watch:
+class Watch:
     """A ``get``'s wait on the store: ``set`` once every object in ``remaining`` is ready.  The
     Event behind ``wait`` is made only if someone waits (a driver that drives the node's loop
     never does); ``poke`` (set by Node.drive) wakes a driver that selects instead."""
@@ -129,7 +129,7 @@ class ObjectStore:
         self.lock = _StoreLock(self)
         self.spilled_bytes = 0
         self.on_ready = None   # set by the node: called with each oid that became READY or FAILED
-        self.watchers: dict = {}   # oid -> [_Watch]: the driver's gets, woken when all are ready
+        self.watchers: dict = {}   # oid -> [Watch]: the driver's gets, woken when all are ready
         self.on_handles_gone = None   # set by the node: an actor has no handle and no pending call
         self.addresses: dict = {}     # node id -> (ip, port) of its DataServer (cluster mode only)
         self.free_remote = None       # set by the node: (node id, block) of another node's arena to free
@@ -215,9 +215,9 @@ class ObjectStore:
             e.desc, e.node, e.copies, e.contains = None, "", [], ()
             e.move(PENDING)
 
-    def watch(self, oids: set) -> _Watch:
+    def watch(self, oids: set) -> Watch:
         """An Event set once every object in ``oids`` is ready (failed counts as ready)."""
-        w = _Watch()
+        w = Watch()
         with self.lock:
             w.remaining = {o for o in oids if not self.ready(o)}
             for o in w.remaining:
