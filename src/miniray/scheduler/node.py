@@ -673,13 +673,16 @@ class Node:
         if seal:
             elsewhere = False
             for oid, desc, contained in result.values:
-                if desc[0] == "inline" and desc_size(desc) > self.inline_max:   # from another node
+                if desc[0] == "inline" and (desc[2] or len(desc[1]) > self.inline_max) \
+                        and desc_size(desc) > self.inline_max:                  # from another node
                     ser = Serialized(desc[1], [memoryview(b).cast("B") for b in desc[2]], list(contained))
                     self.store.put_serialized(oid, ser, self.inline_max, call_site=spec.call_site,
                                               task_id=spec.task_id)
                     continue
-                node, desc = self._where(self.conns.get(worker), desc)
-                elsewhere |= node != self.node_id
+                node = self.node_id
+                if desc[0] == "rshm":
+                    node, desc = self._where(self.conns.get(worker), desc)
+                    elsewhere |= node != self.node_id
                 self.store.seal(oid, desc, contained, call_site=spec.call_site, task_id=spec.task_id,
                                 failed=desc[0] == "error", node=node)
             if elsewhere and spec.type == "task":

@@ -153,20 +153,24 @@ class ObjectStore:
                 if desc[0] == "shm":
                     self._release(node, desc)
                 return
-            e.desc, e.size = desc, (len(desc[1]) if desc[0] == "error" else desc_size(desc))
+            kind = desc[0]
+            e.desc, e.size = desc, (len(desc[1]) if kind == "error" else desc_size(desc))
             e.node, e.copies = node, []
-            e.contains = tuple(contained)
-            for c in e.contains:
-                self.entry(c).captured += 1
+            if contained:
+                e.contains = tuple(contained)
+                for c in e.contains:
+                    self.entry(c).captured += 1
             e.call_site = e.call_site or call_site
             e.pid, e.task_id, e.last_access = pid, task_id, time.time()
-            e.move(FAILED if failed else READY)
-            for w in self.watchers.pop(oid, ()):
-                w.remaining.discard(oid)
-                if not w.remaining:
-                    w.set()
-        self.emit("put" if not task_id else "stored", object_id=oid, size=e.size, location=e.location,
-                  call_site=e.call_site, pid=pid, node_id=self.node_id, task_id=task_id)
+            e.state = FAILED if failed else READY        # PENDING -> READY | FAILED (see _MOVES)
+            if self.watchers:
+                for w in self.watchers.pop(oid, ()):
+                    w.remaining.discard(oid)
+                    if not w.remaining:
+                        w.set()
+        self.emit("put" if not task_id else "stored", object_id=oid, size=e.size,
+                  location="shared_memory" if kind == "shm" else "inline", call_site=e.call_site, pid=pid,
+                  node_id=self.node_id, task_id=task_id)
         if self.on_ready:
             self.on_ready(oid)
         self._maybe_free(e)

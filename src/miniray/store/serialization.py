@@ -149,7 +149,7 @@ def serialize(value) -> Serialized:
 
 def desc_size(desc: tuple) -> int:
     if desc[0] == "inline":
-        return len(desc[1]) + sum(len(b) for b in desc[2])
+        return len(desc[1]) + sum(map(len, desc[2])) if desc[2] else len(desc[1])
     return desc[2] + sum(desc[3])   # ("shm", offset, meta_len, buffer lengths[, block offset])
 
 
