@@ -753,7 +753,15 @@ def test_event_log_records_submitted_started_finished_with_deps_and_returns(rt):
     assert sub["ts"] <= started["ts"] <= finished["ts"]
     assert any(e["kind"] == "put" and e["object_id"] == x.hex() for e in evs)
     seqs = [e["seq"] for e in evs]
-    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+    assert seqs == list(range(start, start + len(evs)))
+    assert sub["resources"] == {"CPU": 1.0} and started["node_id"] and started["actor_id"] is None
+    stored = next(e for e in evs if e["kind"] == "stored" and e["object_id"] == y.hex())
+    assert stored["task_id"] == sub["task_id"] and stored["location"] == "inline" and stored["size"] > 0
+    zid = z.hex()
+    del z
+    ray.get(square.remote(3))            # a call carries the dropped ref to the node
+    assert wait_until(lambda: any(e["kind"] == "freed" and e["object_id"] == zid
+                                  for e in events.events(start)), timeout=5)
 
 
 def test_event_log_records_failures(rt):

@@ -98,7 +98,7 @@ def start_node(*, num_cpus, num_gpus, resources, object_store_memory, inline_max
     node_id = uuid.uuid4().hex
     arena = Arena.create(f"miniray_{os.getpid()}_{uuid.uuid4().hex[:8]}", capacity)
     events = EventLog()
-    store = ObjectStore(arena, os.path.join(session_dir, "spill"), node_id, events.emit)
+    store = ObjectStore(arena, os.path.join(session_dir, "spill"), node_id, events)
     total = {"CPU": float(cpus), "memory": float(psutil.virtual_memory().total * 0.7),
              "object_store_memory": float(capacity), f"node:{node_ip}": 1.0, f"node_id:{node_id}": 1000.0}
     if gpus:

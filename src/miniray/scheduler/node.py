@@ -47,6 +47,7 @@ import warnings
 from collections import deque
 
 from miniray import exceptions as exc
+from miniray.events import schema
 from miniray.scheduler import state as S
 from miniray.scheduler.actors import ActorTable
 from miniray.scheduler.nodes import NodeTable
@@ -54,6 +55,12 @@ from miniray.store.objects import block_of
 from miniray.store.serialization import Serialized, desc_size, error_desc
 from miniray.transport.framing import SPIN_S, Connection, ConnectionClosed, FrameReader
 from miniray.transport.messages import Result
+
+
+# the rows of the events every call makes (events.py), written without keyword arguments
+_SUBMITTED = schema("task_id", "name", "type", "actor_id", "deps", "returns", "call_site", "resources")
+_STARTED = schema("task_id", "worker_id", "pid", "node_id", "actor_id")
+_FINISHED = schema("task_id", "state", "error", "worker_id", "pid")
 
 
 class Waiter:
@@ -102,7 +109,7 @@ class LocalClient:
 class Node:
     def __init__(self, *, session_dir, node_id, total, store, events, num_workers, inline_max):
         self.session_dir, self.node_id, self.store, self.events = session_dir, node_id, store, events
-        self.emit = events.emit
+        self.emit, self.add_event = events.emit, events.add
         self.state = S.new_state(total, node_id)
         self.actors = ActorTable(self)
         self.nodes = NodeTable(self)                 # joined nodes, heartbeats, lineage (cluster mode)
@@ -142,7 +149,7 @@ class Node:
         self.selector.register(self.listener, selectors.EVENT_READ, self._accept)
         self.selector.register(self._wake_r, selectors.EVENT_READ, self._drain_wake)
         self.baton = threading.RLock()         # held for each step, by whichever thread runs it
-        self._stepping = False
+        self._stepping, self._stepper = False, None
         self.driving = False                   # the driver thread runs the loop (``drive``)
         self._driver_ident = None
         self._drive_lock = threading.Lock()
@@ -187,7 +194,7 @@ class Node:
         """One turn of the loop, under the baton.  ``events`` come from a select made without it,
         so another thread may have served them since: a key no longer registered is skipped, and
         every read is non-blocking."""
-        self._stepping = True
+        self._stepping, self._stepper = True, threading.get_ident()
         try:
             live = self.selector.get_map()
             for key, _ in events:
@@ -201,7 +208,7 @@ class Node:
             self._guarded(self._schedule)
             self._guarded(self._flush, inline)
         finally:
-            self._stepping = False
+            self._stepping, self._stepper = False, None
 
     def offer(self, client, items):
         """Items from the driver (any of its threads): handled at once on the caller's thread when
@@ -220,8 +227,9 @@ class Node:
     def drive(self, event, deadline) -> bool | None:
         """Run the loop on this thread until ``event`` is set (True) or ``deadline`` passes (False).
         None: another thread is driving already, so wait on the event instead."""
-        if threading.get_ident() == self.thread.ident or not self._drive_lock.acquire(blocking=False):
-            return None
+        me = threading.get_ident()
+        if me in (self.thread.ident, self._stepper) or not self._drive_lock.acquire(blocking=False):
+            return None            # the node thread, a step (a __del__ run by GC inside one) or a second driver
         self._driver_ident, event.poke = threading.get_ident(), self._poke
         self.driving = True
         try:
@@ -471,9 +479,8 @@ class Node:
     def _submit(self, spec, ts):
         self.submitted_at[spec.task_id] = ts
         self.store.use(spec.deps + spec.nested, +1)
-        self.emit("submitted", ts=ts, task_id=spec.task_id, name=spec.name, type=spec.type,
-                  actor_id=spec.actor_id, deps=spec.deps + spec.nested, returns=spec.returns,
-                  call_site=spec.call_site, resources=tuple(spec.resources.items()))
+        self.add_event((_SUBMITTED, "submitted", ts, spec.task_id, spec.name, spec.type, spec.actor_id,
+                        spec.deps + spec.nested, spec.returns, spec.call_site, tuple(spec.resources.items())))
         if spec.type == "actor_method":
             self.actors.enqueue(spec)
             return
@@ -636,8 +643,8 @@ class Node:
     # Worker reports ----------------------------------------------------------------------------
     def _started(self, wc, tid, ts):
         spec = self.state.specs.get(tid) or self.actors.inflight_spec(tid)
-        self.emit("started", ts=ts, task_id=tid, worker_id=wc.holder, pid=wc.pid, node_id=self.node_id,
-                  actor_id=spec.actor_id if spec else None)
+        self.add_event((_STARTED, "started", ts, tid, wc.holder, wc.pid, self.node_id,
+                        spec.actor_id if spec else None))
 
     def _done(self, wc, tid, result: Result):
         for _, desc, _ in result.values:
@@ -691,8 +698,8 @@ class Node:
         self.cancelled.discard(spec.task_id)
         self.submitted_at.pop(spec.task_id, None)
         state = "CANCELLED" if result.cancelled else ("FAILED" if result.error else "FINISHED")
-        self.emit("finished", ts=result.end, task_id=spec.task_id, state=state, error=result.error,
-                  worker_id=worker, pid=getattr(self.conns.get(worker), "pid", None))
+        self.add_event((_FINISHED, "finished", result.end, spec.task_id, state, result.error, worker,
+                        getattr(self.conns.get(worker), "pid", None)))
 
     def fail(self, spec, err: BaseException, worker=""):
         now = time.time()

@@ -31,6 +31,7 @@ import threading
 import time
 from collections import deque
 
+from miniray.events import schema
 from miniray.exceptions import ObjectStoreFullError
 from miniray.store.arena import Arena
 from miniray.store.serialization import Serialized, desc_size, error_desc, extent
@@ -43,6 +44,10 @@ _MOVES = {
     FAILED: {FREED},
     FREED: set(),
 }
+
+
+_STORED = schema("object_id", "size", "location", "call_site", "pid", "node_id", "task_id")  # and "put"
+_FREED = schema("object_id")
 
 
 class Entry:
@@ -122,8 +127,9 @@ class _StoreLock:
 class ObjectStore:
     """State: ``entries`` (oid → Entry) and the arena's allocation; ``lock`` guards both."""
 
-    def __init__(self, arena: Arena, spill_dir: str, node_id: str, emit):
-        self.arena, self.spill_dir, self.node_id, self.emit = arena, spill_dir, node_id, emit
+    def __init__(self, arena: Arena, spill_dir: str, node_id: str, log):
+        self.arena, self.spill_dir, self.node_id = arena, spill_dir, node_id
+        self.emit, self.add_event = log.emit, log.add
         self.entries: dict[str, Entry] = {}
         self.ref_queue: deque = deque()    # (oid, holder): +1 refs from the driver thread, not yet applied
         self.lock = _StoreLock(self)
@@ -168,9 +174,8 @@ class ObjectStore:
                     w.remaining.discard(oid)
                     if not w.remaining:
                         w.set()
-        self.emit("put" if not task_id else "stored", object_id=oid, size=e.size,
-                  location="shared_memory" if kind == "shm" else "inline", call_site=e.call_site, pid=pid,
-                  node_id=self.node_id, task_id=task_id)
+        self.add_event((_STORED, "put" if not task_id else "stored", time.time(), oid, e.size,
+                        "shared_memory" if kind == "shm" else "inline", e.call_site, pid, self.node_id, task_id))
         if self.on_ready:
             self.on_ready(oid)
         self._maybe_free(e)
@@ -377,7 +382,7 @@ class ObjectStore:
                 pass
         e.move(FREED)
         del self.entries[e.oid]
-        self.emit("freed", object_id=e.oid)
+        self.add_event((_FREED, "freed", time.time(), e.oid))
         if self.on_freed is not None:
             self.on_freed(e.oid)
         for c in e.contains:
