@@ -959,3 +959,17 @@ def test_workers_poll_briefly_then_sleep(rt):
     time.sleep(1.0)
     after = sum(sum(p.cpu_times()[:2]) for p in workers)
     assert after - before < 0.1 * len(workers), (before, after)
+
+
+def test_plain_arguments_round_trip_exactly(rt):
+    """Numbers, strings, bytes, None and bools travel by the short path; a huge string still goes
+    through the store; keyword arguments keep their names."""
+    @ray.remote
+    def echo(*args, **kwargs):
+        return [(type(a).__name__, a) for a in args], sorted(kwargs.items())
+
+    args = (1, 2.5, "s", b"b", None, True, 2**70)
+    assert ray.get(echo.remote(*args, k=False, j="x")) == (
+        [(type(a).__name__, a) for a in args], [("j", "x"), ("k", False)])
+    big = "x" * (1 << 20)
+    assert ray.get(echo.remote(big))[0][0][1] == big

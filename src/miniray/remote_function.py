@@ -10,13 +10,14 @@ from __future__ import annotations
 import functools
 import inspect
 import os
+import pickle
 import uuid
 
 import cloudpickle
 
 from miniray.refs import ObjectRef
 from miniray.runtime import call_site, current_runtime
-from miniray.store.serialization import dumps_code, serialize
+from miniray.store.serialization import SCALARS, dumps_code, serialize
 from miniray.transport.messages import TaskSpec
 from miniray.worker.executor import ArgRef
 
@@ -85,6 +86,10 @@ def pack_args(rt, sig, name, args, kwargs, arity=-1):
             sig.bind(*args, **kwargs)
         except TypeError as err:
             raise TypeError(f"{name}.remote(): {err}") from None
+    if all(type(a) in SCALARS for a in args) and all(type(v) in SCALARS for v in kwargs.values()):
+        meta = pickle.dumps((args, kwargs), protocol=5)     # the usual call: numbers and strings
+        if len(meta) <= rt.inline_max:
+            return ("inline", meta, []), (), (), None
     deps = []
 
     def mark(v):

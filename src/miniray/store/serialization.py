@@ -109,7 +109,7 @@ _INSTALLED = tuple({sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "
                    | {os.path.dirname(os.path.dirname(os.path.abspath(__file__)))})
 
 
-_SCALARS = frozenset({int, float, str, bytes, bool, type(None)})
+SCALARS = _SCALARS = frozenset({int, float, str, bytes, bool, type(None)})
 
 
 def _plain(value, depth: int = 0) -> bool:
