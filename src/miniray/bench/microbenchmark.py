@@ -27,10 +27,12 @@ LABELS = {"miniray": "miniray", "pool": "Pool", "ray": "Ray", "dask": "Dask"}
 WORKLOADS = ["tiny_tasks", "round_trip", "chain", "put_100mib", "get_800mib", "actor_async",
              "actor_sync", "actor_nn", "big_arg_tasks"]
 
-_BASE = dict(n_tiny=5000, n_round_trip=200, n_chain=200, put_mib=100, put_reps=10, get_mib=800,
-             get_reps=10, n_actor_async=5000, n_actor_sync=200, nn_actors=2, nn_calls=1000,
+_BASE = dict(n_tiny=5000, n_round_trip=1000, n_chain=200, put_mib=100, put_reps=10, get_mib=800,
+             get_reps=10, n_actor_async=5000, n_actor_sync=1000, nn_actors=2, nn_calls=1000,
              big_mib=800, big_reps=3)
-# Slow peers get fewer iterations so that the whole run stays within a few minutes.
+# Latencies are medians of 1,000 calls: 200 tiny calls span only ~50 ms, and on a noisy VM one
+# slow spell moves a median taken over so short a window.  Slow peers get fewer iterations so
+# that the whole run stays within a few minutes.
 FULL = {"miniray": {}, "pool": {},
         "ray": dict(n_tiny=1000, n_actor_async=1000, nn_calls=250),
         "dask": dict(n_tiny=500, n_round_trip=100, put_reps=3, get_reps=2, big_reps=2)}
