@@ -267,8 +267,8 @@ class Runtime:
     def get_descs(self, oids: list, timeout):
         store = self.store
         if store is not None:   # the driver: wait on the store itself, no round trip to the node
-            if self._unpinned:  # values we let go of: their pins must go before a restore needs room
-                self.flush()
+            if self._unpinned and any(store.spilled(o) for o in oids):
+                self.flush()    # values we let go of: their pins must go before a restore needs room
             descs = self._wait_in_store(oids, timeout)
         else:
             if self.blocking is not None:

@@ -224,6 +224,10 @@ class ObjectStore:
             e.desc, e.node, e.copies, e.contains = None, "", [], ()
             e.move(PENDING)
 
+    def spilled(self, oid: str) -> bool:
+        e = self.entries.get(oid)
+        return e is not None and e.state == SPILLED
+
     def watch(self, oids: set) -> Watch:
         """An Event set once every object in ``oids`` is ready (failed counts as ready)."""
         w = Watch()
