@@ -67,6 +67,7 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None, object_s
     runtime.namespace = namespace or "default"
     transport.client = LocalClient(runtime)
     node.pull_refs = runtime.flush_pending_to_node
+    store.reclaim = runtime.reclaim
     _rt._current = runtime
     node.start()
     atexit.register(_shutdown_at_exit)

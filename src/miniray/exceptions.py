@@ -163,6 +163,9 @@ class RaySystemError(RayError):
     """The runtime itself broke; pending work has failed."""
 
 
+NODE_STOPPED = "The miniray node thread has stopped; call miniray.shutdown() and miniray.init() again."
+
+
 class ObjectRefStreamEndOfStream(RayError, StopIteration):
     pass
 

@@ -181,8 +181,7 @@ class RemoteFunction:
         rt = current_runtime()
         if self._blob is None or self._blob[0] != rt.address:
             self._blob = (rt.address, dumps_code(self._function, ship_module=rt.address is not None))
-        if self._fn_id not in rt._fns:
-            rt.ensure_function(self._fn_id, lambda: self._blob[1])
+        rt.ensure_function(self._fn_id, lambda: self._blob[1])
         if opts is not self._for:               # what the options decide, worked out once per dict
             self._derived, self._for = self._derive(opts), opts
         name, n, res, max_retries, retry, extra = self._derived

@@ -95,7 +95,6 @@ class Runtime:
         self._lock = threading.RLock()
         self._counts: dict[str, int] = {}
         self._pending: list = []      # ("refs", oid, -1) / ("unpin", oid), in order
-        self._unpinned = False        # _pending holds an unpin
         self._fns: set = set()
         self.namespace = "default"
         self.lost = ""                   # a remote driver: why the head is unreachable
@@ -137,7 +136,7 @@ class Runtime:
                 unpins.append(oid)
             else:
                 (added if delta > 0 else dropped).append((oid, delta))
-        self._pending, self._unpinned = [], False
+        self._pending = []
         after = ([("refs", dropped)] if dropped else []) + ([("unpin", unpins)] if unpins else [])
         return ([("refs", added)] if added else []), after
 
@@ -153,17 +152,22 @@ class Runtime:
             from miniray.store.objects import Watch
             answered = Watch()
             fut.add_done_callback(lambda _: answered.set())
-            if self.node.drive(answered, None if timeout is None else time.monotonic() + timeout) is False:
-                timeout = 0
-        while True:   # don't wait for ever on a node thread that is gone
-            try:
-                return fut.result(timeout if timeout is not None else 1.0)
-            except TimeoutError:
-                if timeout is not None:
-                    raise
-                if not self.node.thread.is_alive():
-                    raise exc.RaySystemError("The miniray node thread has stopped; call "
-                                             "miniray.shutdown() and miniray.init() again.") from None
+            if not self._await(answered, None if timeout is None else time.monotonic() + timeout):
+                return fut.result(0)      # TimeoutError, unless it came just now
+        return fut.result()
+
+    def _await(self, watch, deadline) -> bool:
+        """Driver: wait until ``watch`` is set (True) or ``deadline`` passes (False), running the
+        node's loop on this thread unless another thread already does."""
+        driven = self.node.drive(watch, deadline)
+        if driven is not None:
+            return driven
+        while not watch.wait(1.0 if deadline is None else max(0.0, min(1.0, deadline - time.monotonic()))):
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            if not self.node.thread.is_alive():   # don't wait for ever on a node thread that is gone
+                raise exc.RaySystemError(exc.NODE_STOPPED)
+        return True
 
     # -- reference counting --------------------------------------------------------------------
     def add_local_ref(self, oid: str) -> None:
@@ -185,6 +189,18 @@ class Runtime:
             self._counts.pop(oid, None)
             self._pending.append(("refs", oid, -1))
 
+    def reclaim(self) -> bool:
+        """Driver: the store needs room; report our dropped refs and views now (store.reclaim).
+        Called under the store's lock, so it only tries ours: a thread holding ours may be waiting
+        for the store's."""
+        if not self._pending or not self._lock.acquire(blocking=False):
+            return False
+        try:
+            self.flush()
+        finally:
+            self._lock.release()
+        return True
+
     def flush_pending_to_node(self) -> None:
         """Driver only, called by the node thread: queue our ref drops and unpins, in order."""
         if self._pending:
@@ -193,7 +209,6 @@ class Runtime:
     def unpin(self, oid: str) -> None:
         with self._lock:
             self._pending.append(("unpin", oid, 0))
-            self._unpinned = True
 
     # -- functions --------------------------------------------------------------------------------
     def ensure_function(self, fn_id: str, make_blob) -> None:
@@ -225,8 +240,6 @@ class Runtime:
 
     def put_serialized(self, oid: str, ser, site: str) -> None:
         if self.store is not None:     # the driver: write into the store directly
-            if self._pending:          # first free what we dropped: its room may be needed
-                self.flush()
             self.store.put_serialized(oid, ser, self.inline_max, call_site=site, pid=os.getpid())
             return
         self.send([("put", oid, self.write_object(ser), ser.contained, site)])
@@ -267,8 +280,6 @@ class Runtime:
     def get_descs(self, oids: list, timeout):
         store = self.store
         if store is not None:   # the driver: wait on the store itself, no round trip to the node
-            if self._unpinned and any(store.spilled(o) for o in oids):
-                self.flush()    # values we let go of: their pins must go before a restore needs room
             descs = self._wait_in_store(oids, timeout)
         else:
             if self.blocking is not None:
@@ -288,18 +299,9 @@ class Runtime:
         store, want = self.store, set(oids)
         deadline = None if timeout is None else time.monotonic() + timeout
         event = store.watch(want)
-        if not event.is_set():
-            driven = self.node.drive(event, deadline)     # run the node's loop here while we wait
-            if driven is False:
-                store.unwatch(want, event)
-                return None
-        while not event.wait(1.0 if deadline is None else max(0.0, min(1.0, deadline - time.monotonic()))):
-            if deadline is not None and time.monotonic() >= deadline:
-                store.unwatch(want, event)
-                return None
-            if not self.node.thread.is_alive():
-                raise exc.RaySystemError("The miniray node thread has stopped; call "
-                                         "miniray.shutdown() and miniray.init() again.")
+        if not event.is_set() and not self._await(event, deadline):
+            store.unwatch(want, event)
+            return None
         with store.lock:
             return {o: store.read_for(o, self.holder) for o in want}
 
@@ -358,8 +360,6 @@ class Runtime:
         """A block of this node's arena (the head's, or a joined node's own); ObjectStoreFullError
         when there is no room."""
         if self.store is not None:
-            if self._pending:
-                self.flush()
             return self.store.alloc(size)
         if self.local_store is not None:
             off = self.local_store.alloc(size)

@@ -22,8 +22,9 @@ one process):
     are ready; the node thread parks meanwhile, and the worker's reply wakes the driver directly.
     It polls for a moment before it sleeps (framing.SPIN_S), as a worker does between calls.
 
-A KeyboardInterrupt never lands inside a step run by the driver (``_interrupts_held``).  Workers are separate processes that connect to ``node.sock``
-in the session directory.  As a cluster's head (``miniray start --head``), the same Node also takes
+A KeyboardInterrupt never lands inside a step run by the driver (``_interrupts_held``).
+
+Workers are separate processes that connect to ``node.sock`` in the session directory.  As a cluster's head (``miniray start --head``), the same Node also takes
 TCP connections from drivers, joined nodes and their workers (``NodeTable.listen``); a worker of
 another node is a client like any other, whose objects live in its own node's arena.
 
@@ -230,13 +231,12 @@ class Node:
         me = threading.get_ident()
         if me in (self.thread.ident, self._stepper) or not self._drive_lock.acquire(blocking=False):
             return None            # the node thread, a step (a __del__ run by GC inside one) or a second driver
-        self._driver_ident, event.poke = threading.get_ident(), self._poke
+        self._driver_ident, event.poke = me, self._poke
         self.driving = True
         try:
             while not event.is_set():
                 if self._stopping or not self.thread.is_alive():
-                    raise exc.RaySystemError("The miniray node has stopped; call miniray.shutdown() "
-                                             "and miniray.init() again.")
+                    raise exc.RaySystemError(exc.NODE_STOPPED)
                 now = time.monotonic()
                 if deadline is not None and now >= deadline:
                     return False
@@ -819,14 +819,16 @@ class Node:
         self.timed = keep
 
     def _next_deadline(self):
+        """How long a select may sleep: until the first timed wait ends, and at most 50 ms in the
+        driver's process (its dropped refs wake nobody) or 1 s with joined nodes (heartbeats)."""
         if self.inbox:
             return 0
-        if self.pull_refs:      # the driver's dropped refs wake nobody: pick them up within 50 ms
-            return 0.05
-        if self.nodes.peers:
-            return 1.0          # wake at least once a second to check the nodes' heartbeats
+        cap = 0.05 if self.pull_refs else (1.0 if self.nodes.peers else None)
         live = [w.deadline for w in self.timed if not w.answered]
-        return None if not live else max(0.0, min(live) - time.monotonic())
+        if not live:
+            return cap
+        until = max(0.0, min(live) - time.monotonic())
+        return until if cap is None else min(cap, until)
 
     def _drop_waiters_of(self, client):
         for ws in self.waiters.values():

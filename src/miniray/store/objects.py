@@ -140,6 +140,8 @@ class ObjectStore:
         self.addresses: dict = {}     # node id -> (ip, port) of its DataServer (cluster mode only)
         self.free_remote = None       # set by the node: (node id, block) of another node's arena to free
         self.on_freed = None          # set by the node: called with each oid freed
+        self.reclaim = None           # set by the driver: hand over the refs and views it dropped but
+        # has not reported yet (they may hold the room asked for); True if there were any
 
     # -- creation ------------------------------------------------------------------------------
     def entry(self, oid: str) -> Entry:
@@ -224,10 +226,6 @@ class ObjectStore:
             e.desc, e.node, e.copies, e.contains = None, "", [], ()
             e.move(PENDING)
 
-    def spilled(self, oid: str) -> bool:
-        e = self.entries.get(oid)
-        return e is not None and e.state == SPILLED
-
     def watch(self, oids: set) -> Watch:
         """An Event set once every object in ``oids`` is ready (failed counts as ready)."""
         w = Watch()
@@ -250,7 +248,8 @@ class ObjectStore:
 
     # -- shared memory ---------------------------------------------------------------------------
     def alloc(self, size: int) -> int:
-        """An arena offset for ``size`` bytes, spilling unpinned objects if needed."""
+        """An arena offset for ``size`` bytes, spilling unpinned objects if needed, after the
+        driver's unreported drops (``reclaim``) if those pin what could go."""
         with self.lock:
             if size > self.arena.capacity:
                 raise ObjectStoreFullError(
@@ -260,7 +259,7 @@ class ObjectStore:
                     "into smaller pieces.")
             off = self.arena.alloc(size)
             while off is None:
-                if not self._spill_one():
+                if not self._spill_one() and not (self.reclaim is not None and self.reclaim()):
                     used = self.arena.used
                     raise ObjectStoreFullError(
                         f"The object store is full: {used / 2**20:.1f} of {self.arena.capacity / 2**20:.1f}"

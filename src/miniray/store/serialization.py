@@ -109,24 +109,24 @@ _INSTALLED = tuple({sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "
                    | {os.path.dirname(os.path.dirname(os.path.abspath(__file__)))})
 
 
-SCALARS = _SCALARS = frozenset({int, float, str, bytes, bool, type(None)})
+SCALARS = frozenset({int, float, str, bytes, bool, type(None)})   # builtin atoms: plain pickle
 
 
 def _plain(value, depth: int = 0) -> bool:
     """Small data of builtin types only: it holds no ObjectRef, no buffer and no code, so plain
     pickle is enough (most task arguments and results; checking is cheaper than the general path)."""
     t = type(value)
-    if t in _SCALARS:
+    if t in SCALARS:
         return True
-    if depth > 2 or len(value) > 16 if t in (tuple, list, dict) else True:
+    if (t is not tuple and t is not list and t is not dict) or depth > 2 or len(value) > 16:
         return False
     if t is dict:
         for k, v in value.items():
-            if type(k) is not str or (type(v) not in _SCALARS and not _plain(v, depth + 1)):
+            if type(k) is not str or (type(v) not in SCALARS and not _plain(v, depth + 1)):
                 return False
         return True
     for v in value:
-        if type(v) not in _SCALARS and not _plain(v, depth + 1):
+        if type(v) not in SCALARS and not _plain(v, depth + 1):
             return False
     return True
 

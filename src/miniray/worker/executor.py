@@ -100,15 +100,20 @@ class Executor:
         back = []
         while True:
             try:
-                item = self.calls.get_nowait()
+                back.append(self.calls.get_nowait())
             except Exception:
                 break
-            back.append(item[1].task_id)
+        if back:
+            self.hand_back(back)
+
+    def hand_back(self, items) -> None:
+        """Return exec items not yet run to the node (it places them again) and drop the pins
+        their arguments hold here."""
+        for item in items:
             for oid, desc in item[3].items():
                 if desc[0] in ("shm", "fetch"):
                     self.rt.unpin(oid)
-        if back:
-            self.rt.send([("requeue", back)])
+        self.rt.send([("requeue", [item[1].task_id for item in items])])
 
     # -- context ----------------------------------------------------------------------------------
     def context(self):

@@ -6,15 +6,15 @@
 
 Who reads the node's socket (``Inbox``): the main thread, when it has no call to run, reads the
 next frame itself (polling for a moment first, framing.SPIN_S), so a call reaches it with no
-thread hand-off.  While it runs a call, the reader
-thread reads instead (replies to the call's own ``get``, ``cancel``, more calls); it is woken by
-edge-triggered epoll, once per arrival.  Both read under one lock into one frame buffer.
+thread hand-off.  While it runs a call, the reader thread reads instead (replies to the call's
+own ``get``, ``cancel``, more calls); it is woken by edge-triggered epoll, once per arrival.  Both
+read under one lock into one frame buffer.
 
 Other threads: the main thread runs calls (``main``'s loop), or hands them to the actor's thread
 pool or event loop (executor.py); a flusher sends ref drops and "started" notes that would
-otherwise wait.  When the node's socket closes the
-worker exits at once: its parent is gone.  If the driver itself died (SIGKILL), the worker removes the
-session's shared memory and directory, so nothing is left in ``/dev/shm``.
+otherwise wait.  When the node's socket closes the worker exits at once: its parent is gone.  If
+the driver itself died (SIGKILL), the worker removes the session's shared memory and directory,
+so nothing is left in ``/dev/shm``.
 """
 from __future__ import annotations
 
@@ -53,26 +53,19 @@ class Inbox:
         self.conn, self.rt, self.calls, self.executor, self.on_close = conn, rt, calls, executor, on_close
         self.reader = FrameReader(conn.sock)
         self.lock = threading.Lock()
-        self.main_reading = False
 
     def next_call(self):
-        """Main thread: the next call to run, reading the socket itself while there is none."""
-        while True:
-            try:
-                return self.calls.get_nowait()
-            except queue.Empty:
-                pass
+        """Main thread: the next call to run, reading the socket itself while there is none.
+        Only this thread takes calls out, so one it saw queued is still there."""
+        if self.calls.empty():
             with self.lock:
-                self.main_reading = True
-                try:
-                    spin_until = time.perf_counter() + SPIN_S      # see framing.SPIN_S
-                    while self.calls.empty() and time.perf_counter() < spin_until:
-                        self._read(block=False)
-                        os.sched_yield()
-                    while self.calls.empty():
-                        self._read(block=True)
-                finally:
-                    self.main_reading = False
+                spin_until = time.perf_counter() + SPIN_S      # see framing.SPIN_S
+                while self.calls.empty() and time.perf_counter() < spin_until:
+                    self._read(block=False)
+                    os.sched_yield()
+                while self.calls.empty():
+                    self._read(block=True)
+        return self.calls.get_nowait()
 
     def reader_thread(self):
         """Reads while the main thread runs a call; an arrival while it reads for itself is its own."""
@@ -99,10 +92,7 @@ class Inbox:
             kind = item[0]
             if kind == "exec":
                 if executor.blocked and executor.sequential:
-                    rt.send([("requeue", [item[1].task_id])])   # don't queue behind a blocked get
-                    for oid in item[3]:
-                        if item[3][oid][0] in ("shm", "fetch"):
-                            rt.unpin(oid)
+                    executor.hand_back([item])          # don't queue behind a blocked get
                 else:
                     self.calls.put(item)
             elif kind == "reply":
