@@ -107,15 +107,20 @@ record = {"role": "head" if a.head else "node", "pid": os.getpid(), "argv": sys.
 # a child, as a real node's workers would be: it must go when the node goes
 worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
 record["worker_pid"] = worker.pid
+def log():
+    with open(os.environ["FAKE_MINIRAY_LOG"], "a") as f:
+        f.write(json.dumps(record) + "\n")
+# The head logs before it listens: the job script starts the driver once the port answers, and
+# may stop the head as soon as the driver ends, so a record written after listen() can be lost.
 if a.head:
+    log()
     srv = socket.socket()
     srv.bind((a.node_ip_address, a.port))
     srv.listen(16)
-else:
+else:   # a node logs once it has reached the head, which is what its record is to prove
     host, port = a.address.rsplit(":", 1)
     conn = socket.create_connection((host, int(port)), timeout=10)
-with open(os.environ["FAKE_MINIRAY_LOG"], "a") as f:
-    f.write(json.dumps(record) + "\n")
+    log()
 if a.head:
     while True:
         c, _ = srv.accept()
