@@ -56,6 +56,23 @@ def test_fast_functions_are_prefetched_onto_busy_workers():
     assert st.available == {"CPU": 0.0}          # one CPU per worker slot, not per queued call
 
 
+def test_prefetch_depth_follows_how_long_the_function_takes():
+    """Tiny calls queue deep (a frame carries many), slower ones only a few milliseconds' worth."""
+    for took, per_worker in ((0.00001, S.PREFETCH), (0.001, int(S.QUEUED_S / 0.001)), (0.0019, 2)):
+        st = two_idle_workers()
+        st.durations["fn"] = took
+        for i in range(3 * S.PREFETCH):
+            S.submit(st, spec(f"t{i}", fn="fn"), set())
+        S.assign(st)
+        assert [len(s.queue) for s in st.workers.values()] == [per_worker, per_worker], took
+        assert len(S.queued(st)) == 3 * S.PREFETCH - 2 * per_worker
+    st = two_idle_workers()
+    st.durations["fn"] = S.FAST * 2                 # not fast: one call per worker, the rest wait
+    for i in range(4):
+        S.submit(st, spec(f"t{i}", fn="fn"), set())
+    assert len(S.assign(st)) == 2 and len(S.queued(st)) == 2
+
+
 def test_a_task_too_big_for_the_node_is_not_placed():
     st = two_idle_workers()
     S.submit(st, spec("big", cpus=4.0), set())

@@ -20,8 +20,9 @@ State
     workers            worker_id → Slot(state, queue, held, gpus, actor_id)
                        state: "starting" | "idle" | "busy" | "blocked" | "actor"
     placed             task_id → worker_id for every task sent to a worker and not yet done
-    durations          fn_id → smoothed run time; a fast function may be prefetched: up to PREFETCH
-                       calls queued on one busy worker, sharing its one slot of resources
+    durations          fn_id → smoothed run time; a fast function may be prefetched: calls queued
+                       on one busy worker, sharing its one slot of resources, up to QUEUED_S of
+                       work (at most PREFETCH calls)
 
 Resources are held per worker slot, not per queued call: a worker runs one call at a time, so calls
 queued behind it use nothing until they run.
@@ -31,7 +32,10 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
-PREFETCH = 16
+PREFETCH = 64         # calls queued on one worker at most: a burst of tiny calls goes out (and
+                      # comes back) in frames this big, instead of costing a frame each
+QUEUED_S = 0.004      # seconds of work queued on one worker at most, so the last calls of a batch
+                      # wait little for a worker that took too many
 FAST = 0.002          # seconds: functions quicker than this are prefetched
 
 
@@ -245,15 +249,20 @@ def first_queued(state: State):
 
 
 def _prefetch_target(state: State, spec, need: dict):
+    """The busy worker with the shortest queue of calls to the same function, if it has room."""
     # only argument-free calls: a queued call's arguments would sit pinned in the store meanwhile
-    if spec.deps or state.durations.get(spec.fn_id, 1.0) > FAST:
+    took = state.durations.get(spec.fn_id, 1.0)
+    if spec.deps or took > FAST:
         return None
-    best = None
+    room = min(PREFETCH, max(2, int(QUEUED_S / took) if took > 0 else PREFETCH))
+    held = {k: v for k, v in need.items() if v}
+    best, shortest = None, room
     for wid, slot in state.workers.items():
-        if slot.state == "busy" and len(slot.queue) < PREFETCH and slot.held == {k: v for k, v in need.items() if v}:
-            head = state.specs.get(slot.queue[0]) if slot.queue else None
-            if head is not None and head.fn_id == spec.fn_id and (best is None or len(slot.queue) < len(state.workers[best].queue)):
-                best = wid
+        queue = slot.queue
+        if slot.state == "busy" and 0 < len(queue) < shortest and slot.held == held:
+            head = state.specs.get(queue[0])
+            if head is not None and head.fn_id == spec.fn_id:
+                best, shortest = wid, len(queue)
     return best
 
 
