@@ -777,6 +777,23 @@ def test_event_log_records_failures(rt):
     assert fin and fin[-1]["state"] == "FAILED" and fin[-1]["error"] == "ZeroDivisionError"
 
 
+def test_event_log_keeps_its_cap_and_counts_what_it_dropped():
+    """Hot callers append rows straight to the list; the node's step trims the overflow."""
+    from miniray.events import EventLog, schema
+
+    log = EventLog(max_events=5)
+    row = schema("object_id")
+    for i in range(4):
+        log.append((row, "freed", float(i), f"o{i}"))
+    log.emit("freed", object_id="o4")
+    log.emit("freed", object_id="o5")               # full: dropped at once
+    log.append((row, "freed", 6.0, "o6"))           # past the cap until the next trim
+    log.trim()
+    assert [e["object_id"] for e in log.since()] == ["o0", "o1", "o2", "o3", "o4"]
+    assert log.dropped == 2 and len(log) == 5
+    assert log.since(3)[0] == {"kind": "freed", "ts": 3.0, "object_id": "o3", "seq": 3}
+
+
 def test_timeline_chrome_trace(rt, tmp_path):
     ray.get([sleep_then.remote(0.05, i) for i in range(6)])
     trace = ray.timeline()

@@ -110,7 +110,7 @@ def _check_refs(refs, what):
     single = isinstance(refs, ObjectRef)
     if single:
         return [refs], True
-    if isinstance(refs, (list, tuple)) and all(isinstance(r, ObjectRef) for r in refs):
+    if isinstance(refs, (list, tuple)) and all(issubclass(t, ObjectRef) for t in set(map(type, refs))):
         return list(refs), False
     bad = refs if not isinstance(refs, (list, tuple)) else next(r for r in refs if not isinstance(r, ObjectRef))
     raise ValueError(f"{what}() expects an ObjectRef or a list of ObjectRefs, got {type(bad).__name__} "

@@ -14,8 +14,9 @@ State owned: ``EventLog._events``, a list of rows, each one tuple ``(field names
 values...)``, appended whole (an atomic ``list.append``) and never mutated afterwards; a row's
 ``seq`` is its index.  Readers get fresh dicts built from a slice, so a reader never sees a
 half-written event.  The five events every task makes (submitted, started, finished, stored,
-freed) are written by their callers as ready-made rows (``add`` with a ``schema``): a tiny task
-spends a quarter of the driver's time on its events otherwise.
+freed) are written by their callers as ready-made rows (``append``, the list's own, with a
+``schema``): a tiny task spends a quarter of the driver's time on its events otherwise.  The
+log's cap is kept by ``trim``, which the node calls once per step, not per event.
 
 Every event has ``seq`` (its index in the log), ``kind`` and ``ts`` (seconds since the epoch, float).
 The kinds and their fields:
@@ -70,6 +71,7 @@ class EventLog:
         # submitted event's resources come as pairs already: the node makes thousands a second)
         self._schemas: dict = {}          # field-name tuple -> the one shared schema for it
         self.dropped = 0
+        self.append = self._events.append   # for hot callers: a row as ``add`` takes it; see ``trim``
 
     def emit(self, kind: str, ts: float | None = None, **fields: Any) -> None:
         if kind not in _KINDS:
@@ -84,11 +86,18 @@ class EventLog:
         self.add((keys, kind, time.time() if ts is None else ts) + values)
 
     def add(self, row: tuple) -> None:
-        """Append a row made by a hot caller: (``schema(...)``, kind, ts, values in its order)."""
+        """Append a row: (``schema(...)``, kind, ts, values in its order); dropped when full."""
         if len(self._events) < self._max:
             self._events.append(row)
         else:
             self.dropped += 1
+
+    def trim(self) -> None:
+        """Drop the rows ``append`` added past the cap: the newest go, as ``add`` would drop them."""
+        over = len(self._events) - self._max
+        if over > 0:
+            del self._events[self._max:]
+            self.dropped += over
 
     def since(self, seq: int = 0) -> list[dict[str, Any]]:
         stored = self._events[seq:]

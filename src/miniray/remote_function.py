@@ -86,7 +86,7 @@ def pack_args(rt, sig, name, args, kwargs, arity=-1):
             sig.bind(*args, **kwargs)
         except TypeError as err:
             raise TypeError(f"{name}.remote(): {err}") from None
-    if all(type(a) in SCALARS for a in args) and all(type(v) in SCALARS for v in kwargs.values()):
+    if SCALARS.issuperset(map(type, args)) and (not kwargs or SCALARS.issuperset(map(type, kwargs.values()))):
         meta = pickle.dumps((args, kwargs), protocol=5)     # the usual call: numbers and strings
         if len(meta) <= rt.inline_max:
             return ("inline", meta, []), (), (), None
@@ -129,8 +129,8 @@ def _unpicklable(args, kwargs) -> str:
 
 
 def return_ids(tid: str, n) -> tuple:
-    if n in ("streaming", "dynamic"):
-        return (f"{tid}00",)
+    if n == 1 or n in ("streaming", "dynamic"):
+        return (tid + "00",)
     return tuple(f"{tid}{i:02x}" for i in range(n))
 
 

@@ -116,6 +116,9 @@ class Runtime:
         Requests that only look (``list_objects``) carry no refs, so drops go first: the answer
         then reflects a ``del`` made just before."""
         with self._lock:
+            if not self._pending:
+                self.transport.send(items)
+                return
             before, after = self._take_pending()
             if drops_first:
                 before, after = before + after, []
@@ -175,8 +178,8 @@ class Runtime:
             n = self._counts.get(oid, 0)
             self._counts[oid] = n + 1
             if n == 0:
-                if self.store is not None:
-                    self.store.add_ref_soon(oid, self.holder)
+                if self.store is not None:     # the store applies it under its lock (add_ref_soon)
+                    self.store.ref_queue.append((oid, self.holder))
                 else:
                     self._pending.append(("refs", oid, +1))
 
@@ -302,8 +305,7 @@ class Runtime:
         if not event.is_set() and not self._await(event, deadline):
             store.unwatch(want, event)
             return None
-        with store.lock:
-            return {o: store.read_for(o, self.holder) for o in want}
+        return store.read_for(want, self.holder)
 
     def value_of(self, oid: str, desc: tuple):
         if desc[0] == "error":

@@ -108,21 +108,25 @@ class ActorTable:
         node = self.node
         while actor.state == ALIVE and actor.queue:
             spec = actor.queue[0]
-            unready = [o for o in spec.deps if not node.store.ready(o)]
-            if unready:
-                self.blocked.setdefault(unready[0], set()).add(spec.actor_id)
-                return
+            descs = {}
+            if spec.deps:                  # most calls take none: skip the checks without a call
+                unready = [o for o in spec.deps if not node.store.ready(o)]
+                if unready:
+                    self.blocked.setdefault(unready[0], set()).add(spec.actor_id)
+                    return
+                failed = [o for o in spec.deps if node.store.entries[o].state == "FAILED"]
+                if failed:
+                    actor.queue.popleft()
+                    self.calls.pop(spec.task_id, None)
+                    desc = node.store.entries[failed[0]].desc
+                    node.fail(spec, pickle.loads(desc[1]))
+                    continue
+                descs = node.descs_for(node.conns[actor.worker], spec.deps)
             actor.queue.popleft()
-            failed = [o for o in spec.deps if node.store.entries[o].state == "FAILED"]
-            if failed:
-                self.calls.pop(spec.task_id, None)
-                desc = node.store.entries[failed[0]].desc
-                node.fail(spec, pickle.loads(desc[1]))
-                continue
             actor.inflight[spec.task_id] = spec
             wc = node.conns[actor.worker]
-            descs = node.descs_for(wc, spec.deps)
-            wc.deliver_exec(("exec", spec, None, descs, []))
+            wc.outbox.append(("exec", spec, None, descs, []))
+            wc.unsent += 1                 # a call in the outbox (Node._flush)
 
     def object_ready(self, oid):
         for aid in self.blocked.pop(oid, ()):

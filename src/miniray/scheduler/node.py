@@ -22,7 +22,7 @@ one process):
     are ready; the node thread parks meanwhile, and the worker's reply wakes the driver directly.
     It polls for a moment before it sleeps (framing.SPIN_S), as a worker does between calls.
 
-A KeyboardInterrupt never lands inside a step run by the driver (``_interrupts_held``).
+A KeyboardInterrupt never lands inside a step run by the driver (``_hold_interrupts``).
 
 Workers are separate processes that connect to ``node.sock`` in the session directory.  As a cluster's head (``miniray start --head``), the same Node also takes
 TCP connections from drivers, joined nodes and their workers (``NodeTable.listen``); a worker of
@@ -35,7 +35,6 @@ the store uses to count its refs and pins.
 from __future__ import annotations
 
 import _signal
-import contextlib
 import os
 import selectors
 import signal
@@ -61,6 +60,7 @@ from miniray.transport.messages import Result
 # the rows of the events every call makes (events.py), written without keyword arguments
 _SUBMITTED = schema("task_id", "name", "type", "actor_id", "deps", "returns", "call_site", "resources")
 _STARTED = schema("task_id", "worker_id", "pid", "node_id", "actor_id")
+_MAIN_IDENT = threading.main_thread().ident
 _FINISHED = schema("task_id", "state", "error", "worker_id", "pid")
 
 
@@ -89,10 +89,6 @@ class WorkerConn:
     def deliver(self, items):
         self.outbox.extend(items)
 
-    def deliver_exec(self, item):
-        self.outbox.append(item)
-        self.unsent += 1
-
 
 class LocalClient:
     """The driver, living in this process: replies resolve its futures directly."""
@@ -110,7 +106,7 @@ class LocalClient:
 class Node:
     def __init__(self, *, session_dir, node_id, total, store, events, num_workers, inline_max):
         self.session_dir, self.node_id, self.store, self.events = session_dir, node_id, store, events
-        self.emit, self.add_event = events.emit, events.add
+        self.emit, self.add_event = events.emit, events.append    # append: ``trim`` keeps the cap
         self.state = S.new_state(total, node_id)
         self.actors = ActorTable(self)
         self.nodes = NodeTable(self)                 # joined nodes, heartbeats, lineage (cluster mode)
@@ -197,17 +193,22 @@ class Node:
         every read is non-blocking."""
         self._stepping, self._stepper = True, threading.get_ident()
         try:
-            live = self.selector.get_map()
-            for key, _ in events:
-                if live.get(key.fd) is key:
-                    self._guarded(key.data, key.fileobj)
+            if events:
+                live = self.selector.get_map()
+                for key, _ in events:
+                    if live.get(key.fd) is key:
+                        self._guarded(key.data, key.fileobj)
             if self.pull_refs:
                 self._guarded(self.pull_refs)
-            self._guarded(self._drain_inbox)
-            self._guarded(self._expire_waiters)
-            self._guarded(self.nodes.check_heartbeats)
+            if self.inbox:               # the stages below cost a call each: skip those with nothing to do
+                self._guarded(self._drain_inbox)
+            if self.timed:
+                self._guarded(self._expire_waiters)
+            if self.nodes.peers:
+                self._guarded(self.nodes.check_heartbeats)
             self._guarded(self._schedule)
             self._guarded(self._flush, inline)
+            self.events.trim()
         finally:
             self._stepping, self._stepper = False, None
 
@@ -220,8 +221,12 @@ class Node:
             return
         try:
             if not self._stepping:       # not re-entered from a step (which drains the inbox itself)
-                with self._interrupts_held():
+                held = self._hold_interrupts()
+                try:
                     self._step(inline=True)
+                finally:
+                    if held:
+                        self._release_interrupts()
         finally:
             self.baton.release()
 
@@ -252,8 +257,13 @@ class Node:
                     events = self.selector.select(min(t for t in limits if t is not None))
                 if event.is_set():
                     break
-                with self.baton, self._interrupts_held():
-                    self._step(events)
+                with self.baton:
+                    held = self._hold_interrupts()
+                    try:
+                        self._step(events)
+                    finally:
+                        if held:
+                            self._release_interrupts()
             return True
         finally:
             event.poke = self._driver_ident = None
@@ -270,30 +280,28 @@ class Node:
             except OSError:
                 pass
 
-    @contextlib.contextmanager
-    def _interrupts_held(self):
-        """Hold a Ctrl-C that arrives during a step on the main thread, and raise it after: a
-        step cut in half would leave the scheduler's state half changed.  ``_sigint_guard`` is
-        installed in front of the user's handler once (again if someone replaced it, as IPython
-        does per cell); outside steps it passes Ctrl-C straight on."""
-        if threading.get_ident() != threading.main_thread().ident:
-            yield
-            return
+    def _hold_interrupts(self) -> bool:
+        """Hold a Ctrl-C that arrives during a step on the main thread, and raise it after
+        (``_release_interrupts``, when this returned True): a step cut in half would leave the
+        scheduler's state half changed.  ``_sigint_guard`` is installed in front of the user's
+        handler once (again if someone replaced it, as IPython does per cell); outside steps it
+        passes Ctrl-C straight on.  Plain methods, not a context manager: this runs per call."""
+        if threading.get_ident() != _MAIN_IDENT:
+            return False
         current = _signal.getsignal(signal.SIGINT)      # the C call: no enum conversion per step
         if current is not self._guard:
             if not callable(current):
-                yield
-                return
+                return False
             self._sigint_prev = current
             _signal.signal(signal.SIGINT, self._guard)
         self._holding = True
-        try:
-            yield
-        finally:
-            self._holding = False
-            held, self._sigint = self._sigint, None
-            if held is not None:
-                self._sigint_prev(*held)
+        return True
+
+    def _release_interrupts(self) -> None:
+        self._holding = False
+        held, self._sigint = self._sigint, None
+        if held is not None:
+            self._sigint_prev(*held)
 
     def _sigint_guard(self, sig, frame):
         if self._holding:
@@ -306,9 +314,13 @@ class Node:
         try:
             step(*args)
         except Exception:  # the node must outlive any single bad message or step
-            import traceback
-            sys.stderr.write("miniray node: internal error (the runtime keeps running):\n"
-                             + traceback.format_exc())
+            self._report_internal_error()
+
+    @staticmethod
+    def _report_internal_error():
+        import traceback
+        sys.stderr.write("miniray node: internal error (the runtime keeps running):\n"
+                         + traceback.format_exc())
 
     def _accept(self, listener):
         try:
@@ -334,8 +346,19 @@ class Node:
                 self.selector.register(conn.conn.sock, selectors.EVENT_READ,
                                        lambda s, c=conn: self._read_worker(c))
                 continue
-            for item in items:
-                self._guarded(self._handle, client, item)
+            self._handle_all(client, items)
+
+    def _handle_all(self, client, items):
+        """Handle a batch of items; a bug in one is reported, and the rest are still handled."""
+        start = 0
+        while start < len(items):
+            try:
+                for start in range(start, len(items)):
+                    self._handle(client, items[start])
+                return
+            except Exception:  # the node must outlive any single bad message
+                self._report_internal_error()
+                start += 1
 
     def _read_worker(self, wc: WorkerConn):
         try:
@@ -344,6 +367,9 @@ class Node:
             self._worker_died(wc)
             return
         for items in frames:
+            if wc.holder is not None:          # past the hello: the hot path
+                self._handle_all(wc, items)
+                continue
             for item in items:
                 if item[0] == "hello_driver":
                     self._driver_hello(wc, item[1])
@@ -420,8 +446,7 @@ class Node:
     def _handle(self, client, item):
         kind = item[0]
         if kind == "refs":
-            for oid, delta in item[1]:
-                self.store.add_ref(oid, client.holder, delta)
+            self.store.add_refs(item[1], client.holder)
         elif kind == "submit":
             self._submit(item[1], item[2])
         elif kind == "started":
@@ -478,13 +503,14 @@ class Node:
 
     def _submit(self, spec, ts):
         self.submitted_at[spec.task_id] = ts
-        self.store.use(spec.deps + spec.nested, +1)
+        if spec.deps or spec.nested:
+            self.store.use(spec.deps + spec.nested, +1)
         self.add_event((_SUBMITTED, "submitted", ts, spec.task_id, spec.name, spec.type, spec.actor_id,
                         spec.deps + spec.nested, spec.returns, spec.call_site, tuple(spec.resources.items())))
         if spec.type == "actor_method":
             self.actors.enqueue(spec)
             return
-        need = S.placement_need(spec)
+        need = spec.resources if spec.type == "task" else S.placement_need(spec)
         shape = tuple(need.items())
         ok = self._feasible.get(shape)
         if ok is None:       # cached until a node joins or leaves
@@ -511,10 +537,13 @@ class Node:
         self.wake()
 
     def _object_ready(self, oid):
-        S.object_ready(self.state, oid)
-        self.actors.object_ready(oid)
-        for w in self.waiters.pop(oid, ()):
-            self._object_arrived(w, oid)
+        if oid in self.state.dependents:
+            S.object_ready(self.state, oid)
+        if oid in self.actors.blocked:
+            self.actors.object_ready(oid)
+        if oid in self.waiters:
+            for w in self.waiters.pop(oid):
+                self._object_arrived(w, oid)
 
     # Scheduling --------------------------------------------------------------------------------
     def _schedule(self):
@@ -523,7 +552,10 @@ class Node:
         placed = S.assign(self.state)
         while placed:
             for tid, wid in placed:
-                self._send_exec(tid, wid)
+                try:
+                    self._send_exec(tid, wid)
+                except Exception as err:   # e.g. a spilled argument that cannot be restored
+                    self._exec_failed(tid, wid, err)
             placed = S.assign(self.state)
         self._grow_pool()
 
@@ -552,19 +584,17 @@ class Node:
                 self.nodes.peers[node_id].deliver([("spawn",)])
             return
 
-    def _send_exec(self, tid, wid):
-        try:
-            self._send_exec_unguarded(tid, wid)
-        except Exception as err:   # e.g. a spilled argument that cannot be restored: fail the task
-            spec = self.state.specs.get(tid)
-            S.task_done(self.state, tid)
-            if spec is not None:
-                self.fail(spec, err if isinstance(err, exc.RayError) else exc.RaySystemError(
-                    f"miniray could not start {spec.name}: {type(err).__name__}: {err}"), worker=wid)
+    def _exec_failed(self, tid, wid, err):
+        """A placed call could not be sent: it fails, and its worker is free again."""
+        spec = self.state.specs.get(tid)
+        S.task_done(self.state, tid)
+        if spec is not None:
+            self.fail(spec, err if isinstance(err, exc.RayError) else exc.RaySystemError(
+                f"miniray could not start {spec.name}: {type(err).__name__}: {err}"), worker=wid)
 
-    def _send_exec_unguarded(self, tid, wid):
+    def _send_exec(self, tid, wid):
         spec = self.state.specs[tid]
-        failed = [o for o in spec.deps if self.store.entries.get(o) and self.store.entries[o].state == "FAILED"]
+        failed = spec.deps and [o for o in spec.deps if self.store.entries.get(o) and self.store.entries[o].state == "FAILED"]
         if failed:
             desc = self.store.entries[failed[0]].desc
             S.task_done(self.state, tid)
@@ -572,18 +602,19 @@ class Node:
                                       error="dependency failed"), worker=wid)
             return
         wc = self.conns[wid]
-        descs = self.descs_for(wc, spec.deps)
+        descs = self.descs_for(wc, spec.deps) if spec.deps else {}
         blob = None
         if spec.fn_id not in wc.fns and spec.type != "actor_method":
             blob = self.functions[spec.fn_id]
             wc.fns.add(spec.fn_id)
-        wc.deliver_exec(("exec", spec, blob, descs, self.state.workers[wid].gpus))
+        wc.outbox.append(("exec", spec, blob, descs, self.state.workers[wid].gpus))
+        wc.unsent += 1
 
     def descs_for(self, wc, oids) -> dict:
         """Argument descriptors for a worker, pinned for it: the copy on its own node, or
         ("fetch", ...) for it to pull one there (cluster/transfer.py)."""
         node = wc.home if wc.remote else self.node_id
-        return {o: self.store.read_for(o, wc.holder, node) for o in set(oids)}
+        return self.store.read_for(set(oids), wc.holder, node) if oids else {}
 
     def _where(self, client, desc) -> tuple:
         """(node, desc) of an object a client reports: ("rshm", ...) is in its own node's arena."""
@@ -694,7 +725,8 @@ class Node:
                                 failed=desc[0] == "error", node=node)
             if elsewhere and spec.type == "task":
                 self.nodes.keep_lineage(spec)
-        self.store.use(spec.deps + spec.nested, -1)
+        if spec.deps or spec.nested:
+            self.store.use(spec.deps + spec.nested, -1)
         self.cancelled.discard(spec.task_id)
         self.submitted_at.pop(spec.task_id, None)
         state = "CANCELLED" if result.cancelled else ("FAILED" if result.error else "FINISHED")
@@ -797,7 +829,7 @@ class Node:
         client = w.client
         if w.kind == "get":
             node = None if w.inline else (client.home if getattr(client, "remote", False) else self.node_id)
-            value = None if timed_out else {o: self.store.read_for(o, client.holder, node) for o in set(w.oids)}
+            value = None if timed_out else self.store.read_for(set(w.oids), client.holder, node)
             if client.holder in self.state.workers:
                 S.worker_unblocked(self.state, client.holder)
         else:

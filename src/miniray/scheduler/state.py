@@ -164,8 +164,11 @@ def wait_again(state: State, oids) -> None:
 
 def object_ready(state: State, oid: str) -> list:
     """An object reached the store; returns the task_ids that became ready (and queues them)."""
+    waiting = state.dependents.pop(oid, None)
+    if not waiting:
+        return []
     woken = []
-    for tid in sorted(state.dependents.pop(oid, ()), key=_order(state)):
+    for tid in sorted(waiting, key=_order(state)):
         deps = state.waiting.get(tid)
         if deps is None:
             continue
@@ -215,7 +218,7 @@ def kind_of(spec) -> tuple:
 
 
 def _place(state: State, spec, idle: list, out: list) -> bool:
-    need = placement_need(spec)
+    need = spec.resources if spec.type == "task" else placement_need(spec)
     wid = _pick_worker(state, idle, need, spec) if idle else None
     if wid is not None:
         idle.remove(wid)
@@ -255,7 +258,7 @@ def _prefetch_target(state: State, spec, need: dict):
     if spec.deps or took > FAST:
         return None
     room = min(PREFETCH, max(2, int(QUEUED_S / took) if took > 0 else PREFETCH))
-    held = {k: v for k, v in need.items() if v}
+    held = need if all(need.values()) else {k: v for k, v in need.items() if v}
     best, shortest = None, room
     for wid, slot in state.workers.items():
         queue = slot.queue
@@ -267,10 +270,12 @@ def _prefetch_target(state: State, spec, need: dict):
 
 
 def placement_need(spec) -> dict:
-    """Resources needed to place a call: actors without an explicit CPU ask still need one CPU free."""
+    """Resources needed to place a call: actors without an explicit CPU ask still need one CPU
+    free.  Read only: for other calls it is the spec's own dict."""
+    if spec.type != "actor_creation" or "CPU" in spec.options.get("explicit", ()):
+        return spec.resources
     need = dict(spec.resources)
-    if spec.type == "actor_creation" and "CPU" not in spec.options.get("explicit", ()):
-        need["CPU"] = max(need.get("CPU", 0.0), 1.0)
+    need["CPU"] = max(need.get("CPU", 0.0), 1.0)
     return need
 
 

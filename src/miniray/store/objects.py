@@ -46,6 +46,7 @@ _MOVES = {
 }
 
 
+_DONE = (READY, FAILED, SPILLED)      # a get or wait takes these as ready
 _STORED = schema("object_id", "size", "location", "call_site", "pid", "node_id", "task_id")  # and "put"
 _FREED = schema("object_id")
 
@@ -129,7 +130,7 @@ class ObjectStore:
 
     def __init__(self, arena: Arena, spill_dir: str, node_id: str, log):
         self.arena, self.spill_dir, self.node_id = arena, spill_dir, node_id
-        self.emit, self.add_event = log.emit, log.add
+        self.emit, self.add_event = log.emit, log.append    # the node's steps keep the cap (trim)
         self.entries: dict[str, Entry] = {}
         self.ref_queue: deque = deque()    # (oid, holder): +1 refs from the driver thread, not yet applied
         self.lock = _StoreLock(self)
@@ -156,13 +157,14 @@ class ObjectStore:
         lives in ``node``'s arena (default: this one)."""
         node = node or self.node_id
         with self.lock:
-            e = self.entry(oid)
+            e = self.entries.get(oid) or self.entry(oid)
             if e.state != PENDING:  # a retried task's duplicate result: keep the first
                 if desc[0] == "shm":
                     self._release(node, desc)
                 return
             kind = desc[0]
-            e.desc, e.size = desc, (len(desc[1]) if kind == "error" else desc_size(desc))
+            e.desc, e.size = desc, (len(desc[1]) if kind == "error" or (kind == "inline" and not desc[2])
+                                    else desc_size(desc))
             e.node, e.copies = node, []
             if contained:
                 e.contains = tuple(contained)
@@ -180,7 +182,8 @@ class ObjectStore:
                         "shared_memory" if kind == "shm" else "inline", e.call_site, pid, self.node_id, task_id))
         if self.on_ready:
             self.on_ready(oid)
-        self._maybe_free(e)
+        if not e.refs:          # else it stays: the common case, checked here without a call
+            self._maybe_free(e)
 
     def _release(self, node: str, desc: tuple) -> None:
         if node == self.node_id:
@@ -230,7 +233,8 @@ class ObjectStore:
         """An Event set once every object in ``oids`` is ready (failed counts as ready)."""
         w = Watch()
         with self.lock:
-            w.remaining = {o for o in oids if not self.ready(o)}
+            entries = self.entries
+            w.remaining = {o for o in oids if (e := entries.get(o)) is None or e.state not in _DONE}
             for o in w.remaining:
                 self.watchers.setdefault(o, []).append(w)
             if not w.remaining:
@@ -314,12 +318,17 @@ class ObjectStore:
 
     # -- keeping alive ----------------------------------------------------------------------------
     def add_ref(self, oid: str, holder: str, n: int = 1) -> None:
+        self.add_refs(((oid, n),), holder)
+
+    def add_refs(self, deltas, holder: str) -> None:
+        """A client's ref counts changed: [(oid, +n or -n)], applied in order under one lock."""
         with self.lock:
-            e = self.entry(oid)
-            n = e.refs[holder] = e.refs.get(holder, 0) + n
-            if n <= 0:
-                del e.refs[holder]
-                self._maybe_free(e)
+            for oid, n in deltas:
+                e = self.entries.get(oid) or self.entry(oid)
+                n = e.refs[holder] = e.refs.get(holder, 0) + n
+                if n <= 0:
+                    del e.refs[holder]
+                    self._maybe_free(e)
 
     def add_ref_soon(self, oid: str, holder: str) -> None:
         """+1 ref without taking the lock (the driver's hot path): applied by the next lock holder,
@@ -348,10 +357,11 @@ class ObjectStore:
         if not oids:
             return
         with self.lock:
+            entries = self.entries
             for oid in oids:
-                e = self.entry(oid)
+                e = entries.get(oid) or self.entry(oid)
                 e.uses += n
-                if n < 0:
+                if n < 0 and e.uses <= 0 and not e.refs:
                     self._maybe_free(e)
 
     def drop_holder(self, holder: str) -> None:
@@ -397,30 +407,35 @@ class ObjectStore:
     # -- reading -----------------------------------------------------------------------------------
     def ready(self, oid: str) -> bool:
         e = self.entries.get(oid)
-        return e is not None and e.state in (READY, FAILED, SPILLED)
+        return e is not None and e.state in _DONE
 
-    def read_for(self, oid: str, holder: str, node: str | None = "") -> tuple:
-        """The descriptor of a ready object for a reader on ``node`` (default: this one; None: a
-        process with no arena), pinned for ``holder`` if it lives in shared memory.  An shm object
-        with no copy on the reader's node comes as ("fetch", address, offset, meta_len, lens)."""
+    def read_for(self, oids, holder: str, node: str | None = "") -> dict:
+        """oid -> the descriptor of each ready object in ``oids`` for a reader on ``node``
+        (default: this one; None: a process with no arena), pinned for ``holder`` if it lives in
+        shared memory.  An shm object with no copy on the reader's node comes as ("fetch",
+        address, offset, meta_len, lens).  One lock for them all: a get of 10,000 refs reads here."""
+        now = time.time()
         with self.lock:
-            e = self.entries.get(oid)
-            if e is None:
-                from miniray.exceptions import ObjectFreedError
-                return error_desc(ObjectFreedError(
-                    f"Object {oid} was freed: no reference to it was alive. Keep the ObjectRef "
-                    "(or the value) while you still need it."))
-            if e.state == SPILLED:
-                self.restore(e)
-            e.last_access = time.time()
-            if e.desc[0] != "shm":
-                return e.desc
-            e.pins[holder] = e.pins.get(holder, 0) + 1
-            node = self.node_id if node == "" else node
-            for where, desc in [(e.node, e.desc)] + e.copies:
-                if where == node:
-                    return desc
-            return ("fetch", self.addresses[e.node]) + e.desc[1:4]
+            return {oid: self._read(oid, holder, node, now) for oid in oids}
+
+    def _read(self, oid: str, holder: str, node, now: float) -> tuple:
+        e = self.entries.get(oid)
+        if e is None:
+            from miniray.exceptions import ObjectFreedError
+            return error_desc(ObjectFreedError(
+                f"Object {oid} was freed: no reference to it was alive. Keep the ObjectRef "
+                "(or the value) while you still need it."))
+        if e.state == SPILLED:
+            self.restore(e)
+        e.last_access = now
+        if e.desc[0] != "shm":
+            return e.desc
+        e.pins[holder] = e.pins.get(holder, 0) + 1
+        node = self.node_id if node == "" else node
+        for where, desc in [(e.node, e.desc)] + e.copies:
+            if where == node:
+                return desc
+        return ("fetch", self.addresses[e.node]) + e.desc[1:4]
 
     # -- observing ---------------------------------------------------------------------------------
     def list_objects(self) -> list[dict]:
