@@ -9,6 +9,7 @@ pickle, travel into tasks and other actors, and work from any process.
 from __future__ import annotations
 
 import inspect
+import time
 import uuid
 
 import cloudpickle
@@ -183,6 +184,10 @@ class ActorMethod:
         nested = nested + (self._handle._ref._id,)      # a pending call keeps its actor alive
         spec = TaskSpec(tid, qual, "actor_method", self._name, desc, deps, nested, returns, n, {}, 0,
                         False, self._handle._actor_id, {}, call_site(), rt.holder)
+        if n == 1:
+            ref = ObjectRef(returns[0])
+            rt.send([("submit", spec, time.time())])     # Runtime.submit
+            return ref
         refs = [ObjectRef(oid) for oid in returns]
         rt.submit(spec)
         del keep

@@ -11,6 +11,7 @@ import functools
 import inspect
 import os
 import pickle
+import time
 import uuid
 
 import cloudpickle
@@ -181,7 +182,8 @@ class RemoteFunction:
         rt = current_runtime()
         if self._blob is None or self._blob[0] != rt.address:
             self._blob = (rt.address, dumps_code(self._function, ship_module=rt.address is not None))
-        rt.ensure_function(self._fn_id, lambda: self._blob[1])
+        if self._fn_id not in rt.fns:
+            rt.ensure_function(self._fn_id, lambda: self._blob[1])
         if opts is not self._for:               # what the options decide, worked out once per dict
             self._derived, self._for = self._derive(opts), opts
         name, n, res, max_retries, retry, extra = self._derived
@@ -190,6 +192,10 @@ class RemoteFunction:
         returns = return_ids(tid, n)
         spec = TaskSpec(tid, name, "task", self._fn_id, desc, deps, nested, returns, n, dict(res),
                         max_retries, retry, options=dict(extra), call_site=call_site(), owner=rt.holder)
+        if n == 1:                              # the usual call, without the helpers' calls
+            ref = ObjectRef(returns[0])
+            rt.send([("submit", spec, time.time())])     # Runtime.submit
+            return ref
         refs = [ObjectRef(oid) for oid in returns]
         rt.submit(spec)
         del keep

@@ -9,13 +9,15 @@
          worker:              SocketTransport ── node.sock ──► Node (the driver's process)
 
 State owned: ``_counts`` (oid → live ObjectRef instances in this process), ``_pending`` (ref drops
-and unpins not yet sent, in order), ``_fns`` (functions already registered with the node), the id
+and unpins not yet sent, in order), ``fns`` (functions already registered with the node), the id
 counter.  The driver's Runtime also owns the Node, the store and the event log; ``shutdown`` closes
 them in order: node thread, workers, arena, session directory.
 """
 from __future__ import annotations
 
+import functools
 import itertools
+import pickle
 import os
 import sys
 import threading
@@ -55,8 +57,17 @@ class LocalTransport:
 
     def __init__(self, node):
         self.node = node
-        self.client = None
+        self._client = None
         self._futures: dict[int, Future] = {}
+
+    @property
+    def client(self):
+        return self._client
+
+    @client.setter
+    def client(self, client):
+        self._client = client
+        self.send = functools.partial(self.node.offer, client)   # ``send``, one call less per message
 
     def send(self, items):
         self.node.offer(self.client, items)
@@ -95,7 +106,7 @@ class Runtime:
         self._lock = threading.RLock()
         self._counts: dict[str, int] = {}
         self._pending: list = []      # ("refs", oid, -1) / ("unpin", oid), in order
-        self._fns: set = set()
+        self.fns: set = set()            # function ids sent to the node already
         self.namespace = "default"
         self.lost = ""                   # a remote driver: why the head is unreachable
         self.close = lambda: None
@@ -215,9 +226,9 @@ class Runtime:
 
     # -- functions --------------------------------------------------------------------------------
     def ensure_function(self, fn_id: str, make_blob) -> None:
-        if fn_id not in self._fns:
+        if fn_id not in self.fns:
             self.send([("fn", fn_id, make_blob())])
-            self._fns.add(fn_id)
+            self.fns.add(fn_id)
 
     def submit(self, spec) -> None:
         self.send([("submit", spec, time.time())])
@@ -309,7 +320,6 @@ class Runtime:
 
     def value_of(self, oid: str, desc: tuple):
         if desc[0] == "error":
-            import pickle
             raise pickle.loads(desc[1])
         from miniray.store.serialization import deserialize
         if desc[0] == "shm":
@@ -322,8 +332,6 @@ class Runtime:
         """An object held by another node: pull its bytes into this node's arena (or, with no arena
         or a full one, into one private buffer), record the new copy with the head, and build the
         value on it zero-copy.  The head pinned the object for us; the value's release unpins it."""
-        import pickle
-
         from miniray.cluster import transfer
         from miniray.store.serialization import buffer_views, deserialize, extent
         _, addr, off, meta_len, lens = desc[:5]
@@ -397,7 +405,8 @@ class Runtime:
         try:
             for o in oids:
                 if o not in values:
-                    values[o] = self.value_of(o, descs[o])
+                    d = descs[o]
+                    values[o] = pickle.loads(d[1], buffers=d[2]) if d[0] == "inline" else self.value_of(o, d)
         finally:
             for o, d in descs.items():   # pins of values we never built
                 if d[0] in ("shm", "fetch") and o not in values:

@@ -524,7 +524,7 @@ class Node:
                     f"{self.state.total}. It cannot run until a node with those resources joins. "
                     "Lower the request (.options(num_cpus=..., num_gpus=..., resources=...)) or "
                     "start miniray with more resources.", RuntimeWarning, stacklevel=2)
-        unready = {o for o in spec.deps if not self.store.ready(o)}
+        unready = {o for o in spec.deps if not self.store.ready(o)} if spec.deps else set()
         S.submit(self.state, spec, unready)
 
     def placement_changed(self):

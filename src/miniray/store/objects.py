@@ -134,6 +134,7 @@ class ObjectStore:
         self.entries: dict[str, Entry] = {}
         self.ref_queue: deque = deque()    # (oid, holder): +1 refs from the driver thread, not yet applied
         self.lock = _StoreLock(self)
+        self._rlock = self.lock._lock      # for ``seal``, the hot path: it drains the queue itself
         self.spilled_bytes = 0
         self.on_ready = None   # set by the node: called with each oid that became READY or FAILED
         self.watchers: dict = {}   # oid -> [Watch]: the driver's gets, woken when all are ready
@@ -156,7 +157,9 @@ class ObjectStore:
         """A value arrived (a put, a task's return, or an error to raise at ``get``); an shm value
         lives in ``node``'s arena (default: this one)."""
         node = node or self.node_id
-        with self.lock:
+        with self._rlock:               # the store's lock (``lock``) without its Python-level calls
+            if self.ref_queue:
+                self.drain_ref_queue()
             e = self.entries.get(oid) or self.entry(oid)
             if e.state != PENDING:  # a retried task's duplicate result: keep the first
                 if desc[0] == "shm":
@@ -336,10 +339,12 @@ class ObjectStore:
         self.ref_queue.append((oid, holder))
 
     def drain_ref_queue(self) -> None:
-        queue = self.ref_queue
+        queue, entries = self.ref_queue, self.entries
         while queue:
             oid, holder = queue.popleft()
-            e = self.entries.get(oid) or self.entry(oid)
+            e = entries.get(oid)
+            if e is None:
+                e = entries[oid] = Entry(oid)
             e.refs[holder] = e.refs.get(holder, 0) + 1
 
     def pin(self, oid: str, holder: str, n: int = 1) -> None:
