@@ -216,9 +216,15 @@ class Runtime:
         return True
 
     def flush_pending_to_node(self) -> None:
-        """Driver only, called by the node thread: queue our ref drops and unpins, in order."""
-        if self._pending:
-            self.flush()
+        """Driver only, called in each step of the node's loop: queue our ref drops and unpins,
+        in order.  Only if our lock is free: a thread holding it is in ``send``, which takes the
+        pending changes along, and a step must not wait for it, holding the baton that very
+        ``send`` may be about to ask for."""
+        if self._pending and self._lock.acquire(blocking=False):
+            try:
+                self.flush()
+            finally:
+                self._lock.release()
 
     def unpin(self, oid: str) -> None:
         with self._lock:
