@@ -777,6 +777,24 @@ def test_event_log_records_failures(rt):
     assert fin and fin[-1]["state"] == "FAILED" and fin[-1]["error"] == "ZeroDivisionError"
 
 
+@ray.remote
+def same(value):
+    return value
+
+
+def test_plain_results_come_back_inline_and_big_ones_in_shared_memory(rt):
+    """A worker pickles numbers and strings on a short path; one past the inline limit (100 KiB)
+    still goes to shared memory."""
+    from miniray.util.state import list_objects
+
+    big = "x" * (200 * 1024)
+    values = [7, 2.5, "s", b"b", None, True, 2**70, big, big.encode()]
+    refs = [same.remote(v) for v in values]
+    assert ray.get(refs) == values
+    where = {o["object_id"]: o["location"] for o in list_objects()}
+    assert [where[r.hex()] for r in refs] == ["inline"] * 7 + ["shared_memory"] * 2
+
+
 def test_event_log_keeps_its_cap_and_counts_what_it_dropped():
     """Hot callers append rows straight to the list; the node's step trims the overflow."""
     from miniray.events import EventLog, schema

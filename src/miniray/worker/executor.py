@@ -27,7 +27,7 @@ import cloudpickle
 
 from miniray import exceptions as exc
 from miniray.exceptions import format_remote_traceback
-from miniray.store.serialization import deserialize, dumps, serialize
+from miniray.store.serialization import SCALARS, Serialized, deserialize, dumps, serialize
 from miniray.transport.messages import Result
 
 _PKG = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -176,7 +176,8 @@ class Executor:
             result = self._error(spec, err, start)
         finally:
             self.current = None
-            self._exit_env(env)
+            if env:
+                self._exit_env(env)
         self.cancelled.discard(spec.task_id)
         with self._started_lock:
             self._started.append(("done", spec.task_id, result))
@@ -239,6 +240,9 @@ class Executor:
 
     # -- arguments and values -----------------------------------------------------------------------
     def _resolve(self, spec, descs):
+        if not descs and spec.args[0] == "inline":      # no refs among the arguments: no ArgRef
+            args, kwargs = pickle.loads(spec.args[1], buffers=spec.args[2])
+            return args, kwargs, None
         values = {}
         for oid, desc in descs.items():
             if desc[0] == "error":
@@ -303,7 +307,14 @@ class Executor:
                                  f"{len(values)} value(s). Return a tuple of exactly {n} values.")
         out = []
         for oid, v in zip(spec.returns, values):
-            ser = serialize(v)
+            if type(v) in SCALARS:            # a number or a string: ``serialize``, in short
+                meta = pickle.dumps(v, protocol=5)
+                if len(meta) <= self.rt.inline_max:
+                    out.append((oid, ("inline", meta, []), []))
+                    continue
+                ser = Serialized(meta)
+            else:
+                ser = serialize(v)
             desc = self.rt.write_object(ser)
             out.append((oid, desc, ser.contained))
         if spec.type == "actor_creation":
@@ -340,7 +351,10 @@ class Executor:
 
     # -- per-call environment ---------------------------------------------------------------------
     def _enter_env(self, spec, gpus):
-        changes = dict(spec.options.get("env_vars") or {}) if spec.type == "task" else {}
+        """Set a task's env_vars and GPUs for the call; returns what to restore (None: nothing)."""
+        if spec.type != "task" or not (gpus or spec.options):
+            return None
+        changes = dict(spec.options.get("env_vars") or {})
         if gpus and spec.type == "task":
             changes["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, gpus))
         saved = {k: os.environ.get(k) for k in changes}
