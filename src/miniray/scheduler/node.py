@@ -445,16 +445,16 @@ class Node:
     # Client items ------------------------------------------------------------------------------
     def _handle(self, client, item):
         kind = item[0]
-        if kind == "refs":
-            self.store.add_refs(item[1], client.holder)
-        elif kind == "submit":
-            self._submit(item[1], item[2])
-        elif kind == "started":
-            self._started(client, item[1], item[2])
-        elif kind == "done":
+        if kind == "done":                 # the most frequent kinds first
             if len(item) > 3:              # it started and ended within one batch from the worker
                 self._started(client, item[1], item[2].start)
             self._done(client, item[1], item[2])
+        elif kind == "submit":
+            self._submit(item[1], item[2])
+        elif kind == "refs":
+            self.store.add_refs(item[1], client.holder)
+        elif kind == "started":
+            self._started(client, item[1], item[2])
         elif kind == "fn":
             self.functions[item[1]] = item[2]
         elif kind == "unpin":

@@ -259,13 +259,14 @@ def _prefetch_target(state: State, spec, need: dict):
         return None
     room = min(PREFETCH, max(2, int(QUEUED_S / took) if took > 0 else PREFETCH))
     held = need if all(need.values()) else {k: v for k, v in need.items() if v}
-    best, shortest = None, room
+    best, shortest, specs, fn_id = None, room, state.specs, spec.fn_id
     for wid, slot in state.workers.items():
         queue = slot.queue
-        if slot.state == "busy" and 0 < len(queue) < shortest and slot.held == held:
-            head = state.specs.get(queue[0])
-            if head is not None and head.fn_id == spec.fn_id:
-                best, shortest = wid, len(queue)
+        n = len(queue)
+        if 0 < n < shortest and slot.state == "busy" and slot.held == held:
+            head = specs.get(queue[0])
+            if head is not None and head.fn_id == fn_id:
+                best, shortest = wid, n
     return best
 
 
