@@ -134,7 +134,8 @@ class ObjectStore:
         self.entries: dict[str, Entry] = {}
         self.ref_queue: deque = deque()    # (oid, holder): +1 refs from the driver thread, not yet applied
         self.lock = _StoreLock(self)
-        self._rlock = self.lock._lock      # for ``seal``, the hot path: it drains the queue itself
+        self._rlock = self.lock._lock      # for ``seal`` and ``use``, the hot path: each drains
+        # ``ref_queue`` itself, as ``lock`` would, without two Python-level calls per use
         self.spilled_bytes = 0
         self.on_ready = None   # set by the node: called with each oid that became READY or FAILED
         self.watchers: dict = {}   # oid -> [Watch]: the driver's gets, woken when all are ready
@@ -361,7 +362,9 @@ class ObjectStore:
         """Pending tasks taking (n=+1) or releasing (n=-1) these objects as arguments."""
         if not oids:
             return
-        with self.lock:
+        with self._rlock:                  # ``lock``, on the hot path (every actor call comes here)
+            if self.ref_queue:
+                self.drain_ref_queue()
             entries = self.entries
             for oid in oids:
                 e = entries.get(oid) or self.entry(oid)
