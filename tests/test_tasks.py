@@ -927,6 +927,18 @@ def test_sync_calls_are_served_on_the_driver_thread(rt, how):
     assert by_thread[True] >= 250 and by_thread[True] > 2 * by_thread[False], by_thread
 
 
+def test_a_get_of_many_refs_sleeps_where_a_get_of_one_polls(rt, monkeypatch):
+    """Polling before sleeping saves a round trip a wake-up; in a get of many results it would only
+    take CPU from the workers that make them."""
+    polls = []
+    real = os.sched_yield
+    monkeypatch.setattr(os, "sched_yield", lambda: polls.append(1) or real())
+    assert ray.get([sleep_then.remote(0.01, i) for i in range(8)]) == list(range(8))
+    assert polls == []
+    assert ray.get(sleep_then.remote(0.01, 3)) == 3
+    assert polls, "a get of one ref polls a moment (framing.SPIN_S) before it sleeps"
+
+
 def test_ctrl_c_in_a_submit_loop_leaves_the_runtime_whole(tmp_path):
     """Ctrl-C lands while the driver runs the scheduler's steps; it is held to the end of the step,
     so every interrupted loop leaves consistent state and the runtime goes on working."""

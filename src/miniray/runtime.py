@@ -27,6 +27,7 @@ from concurrent.futures import Future
 from miniray import exceptions as exc
 
 _current = None   # the Runtime of this process, or None
+SPIN_MAX_OBJECTS = 2
 _LOOKING = {"list_objects", "summary", "events", "events_len", "resources"}
 
 
@@ -170,10 +171,11 @@ class Runtime:
                 return fut.result(0)      # TimeoutError, unless it came just now
         return fut.result()
 
-    def _await(self, watch, deadline) -> bool:
+    def _await(self, watch, deadline, spin=True) -> bool:
         """Driver: wait until ``watch`` is set (True) or ``deadline`` passes (False), running the
-        node's loop on this thread unless another thread already does."""
-        driven = self.node.drive(watch, deadline)
+        node's loop on this thread unless another thread already does.  ``spin``: poll a moment
+        before sleeping (framing.SPIN_S), for a wait on one answer, where it saves a wake-up."""
+        driven = self.node.drive(watch, deadline, spin)
         if driven is not None:
             return driven
         while not watch.wait(1.0 if deadline is None else max(0.0, min(1.0, deadline - time.monotonic()))):
@@ -319,7 +321,9 @@ class Runtime:
         store, want = self.store, set(oids)
         deadline = None if timeout is None else time.monotonic() + timeout
         event = store.watch(want)
-        if not event.is_set() and not self._await(event, deadline):
+        # a get of many objects is a burst: the CPU a poll would take is the workers', and one
+        # wake-up more or less is nothing beside the batch; a get of one or two is a round trip
+        if not event.is_set() and not self._await(event, deadline, spin=len(want) <= SPIN_MAX_OBJECTS):
             store.unwatch(want, event)
             return None
         return store.read_for(want, self.holder)

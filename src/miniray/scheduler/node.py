@@ -230,7 +230,7 @@ class Node:
         finally:
             self.baton.release()
 
-    def drive(self, event, deadline) -> bool | None:
+    def drive(self, event, deadline, spin=True) -> bool | None:
         """Run the loop on this thread until ``event`` is set (True) or ``deadline`` passes (False).
         None: another thread is driving already, so wait on the event instead."""
         me = threading.get_ident()
@@ -249,7 +249,7 @@ class Node:
                 # the node thread may select on the same epoll too: level-triggered, an event that
                 # wakes it wakes us as well, and it parks without touching it
                 events = self.selector.select(0)
-                spin_until = time.perf_counter() + SPIN_S         # poll a moment before sleeping
+                spin_until = time.perf_counter() + (SPIN_S if spin else 0.0)   # poll, then sleep
                 while not events and time.perf_counter() < spin_until:
                     os.sched_yield()
                     events = self.selector.select(0)

@@ -19,9 +19,10 @@ import threading
 HEADER = struct.Struct("<I")
 MAX_FRAME = 1 << 31
 
-# A reader that expects a frame any moment (a driver in ``get``, a worker between calls) polls for
-# this long, yielding the CPU between polls, before it sleeps: waking a sleeping process costs
-# tens of microseconds on a VM, as much as a whole tiny call.  MINIRAY_SPIN_US=0 turns it off.
+# A reader that expects a frame any moment (a driver in a ``get`` of one or two objects, a worker
+# between calls) polls for this long, yielding the CPU between polls, before it sleeps: waking a
+# sleeping process costs tens of microseconds on a VM, as much as a whole tiny call.
+# MINIRAY_SPIN_US=0 turns it off.
 SPIN_S = float(os.environ.get("MINIRAY_SPIN_US", "300")) / 1e6
 
 
