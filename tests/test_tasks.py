@@ -939,6 +939,25 @@ def test_a_get_of_many_refs_sleeps_where_a_get_of_one_polls(rt, monkeypatch):
     assert polls, "a get of one ref polls a moment (framing.SPIN_S) before it sleeps"
 
 
+def test_round_trips_leave_the_node_thread_asleep(rt):
+    """While the driver makes round trips, the node thread stays parked: it looks every PARK_S
+    whether the driver still drives, and is not woken (to take the GIL) each time a get ends.
+    Counted as the times the thread went to sleep (Linux's voluntary context switches)."""
+    from miniray import runtime as rt_mod
+    from miniray.scheduler.node import PARK_S
+    node = rt_mod.current_runtime().node
+
+    def sleeps():
+        with open(f"/proc/self/task/{node.thread.native_id}/status") as f:
+            return next(int(l.split()[1]) for l in f if l.startswith("voluntary_ctxt_switches"))
+
+    ray.get(square.remote(1))
+    before, start = sleeps(), time.monotonic()
+    assert [ray.get(square.remote(i)) for i in range(400)] == [i * i for i in range(400)]
+    elapsed, slept = time.monotonic() - start, sleeps() - before
+    assert slept < 200 + elapsed / PARK_S, (slept, elapsed)      # it was 3-4 per round trip
+
+
 def test_ctrl_c_in_a_submit_loop_leaves_the_runtime_whole(tmp_path):
     """Ctrl-C lands while the driver runs the scheduler's steps; it is held to the end of the step,
     so every interrupted loop leaves consistent state and the runtime goes on working."""

@@ -60,6 +60,7 @@ from miniray.transport.messages import Result
 # the rows of the events every call makes (events.py), written without keyword arguments
 _SUBMITTED = schema("task_id", "name", "type", "actor_id", "deps", "returns", "call_site", "resources")
 _STARTED = schema("task_id", "worker_id", "pid", "node_id", "actor_id")
+PARK_S = 0.002
 _MAIN_IDENT = threading.main_thread().ident
 _FINISHED = schema("task_id", "state", "error", "worker_id", "pid")
 
@@ -180,9 +181,9 @@ class Node:
         while not self._stopping:
             events = self.selector.select(self._next_deadline())
             if self.driving:            # the driver runs the steps while it waits; it saw these too
-                with self._park:
-                    while self.driving and not self._stopping:
-                        self._park.wait()
+                with self._park:        # looked at every PARK_S, not woken when a drive ends: a
+                    while self.driving and not self._stopping:     # driver making round trips
+                        self._park.wait(PARK_S)    # would hand this thread the GIL for each
                 continue
             with self.baton:
                 self._step(events)
@@ -267,9 +268,7 @@ class Node:
             return True
         finally:
             event.poke = self._driver_ident = None
-            with self._park:
-                self.driving = False
-                self._park.notify_all()
+            self.driving = False        # the node thread sees it within PARK_S (see ``run``)
             self._drive_lock.release()
 
     def _poke(self):
