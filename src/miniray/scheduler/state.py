@@ -191,6 +191,8 @@ def assign(state: State) -> list:
     calls in order, a call that finds none parking with its kind.  A pass costs the number of
     kinds plus the calls it looks at for the first time, never the length of the queue."""
     out = []
+    if not state.ready and not state.parked:     # a step for actor calls or reports: nothing to do
+        return out
     idle = [w for w, s in state.workers.items() if s.state == "idle"]
     for kind, queue in list(state.parked.items()):
         while queue:
