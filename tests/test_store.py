@@ -160,6 +160,26 @@ def test_spilling_keeps_every_byte(own_store, warm):
     del refs, outs
 
 
+def test_room_held_by_the_drivers_dropped_views_is_found_inside_a_node_step(own_store):
+    """A worker's alloc is served inside a step of the node's loop, which cannot handle the
+    driver's queued unpins until it ends: the store applies them on the spot instead.  (Seen in
+    CI as a task result failing with ObjectStoreFullError while spilling.)"""
+    from miniray.runtime import current_runtime
+    rt = current_runtime()
+    refs = [ray.put(np.full(50 * MiB // 8, i, dtype=np.int64)) for i in range(5)]    # 250 MiB
+    views = [_get(r) for r in refs]                          # pinned while the driver holds them
+    with rt.node.baton:                                      # no step elsewhere meanwhile
+        del views                                            # unpins queued, not sent yet
+        rt.node._stepping = True                             # as inside a step
+        try:
+            off = rt.store.alloc(100 * MiB)                  # fits once two of them spill
+        finally:
+            rt.node._stepping = False
+        with rt.store.lock:
+            rt.store.arena.free(off)
+    assert [int(_get(r)[0]) for r in refs] == list(range(5))   # spilled ones come back whole
+
+
 # -- too big ------------------------------------------------------------------------------------------
 def test_object_bigger_than_the_store_raises_and_the_runtime_keeps_working(small_store):
     too_big = np.zeros(400 * MiB // 8, dtype=np.int64)

@@ -212,7 +212,16 @@ class Runtime:
         if not self._pending or not self._lock.acquire(blocking=False):
             return False
         try:
-            self.flush()
+            if self.node.inbox:     # items of ours wait ahead of the drops: keep the order (``send``)
+                self.flush()
+            else:                   # applied here and now: the alloc asking may be in a node step,
+                before, after = self._take_pending()     # which could not handle a message first
+                for kind, payload in before + after:
+                    if kind == "refs":
+                        self.store.add_refs(payload, self.holder)
+                    else:
+                        for oid in payload:
+                            self.store.pin(oid, self.holder, -1)
         finally:
             self._lock.release()
         return True
