@@ -60,7 +60,8 @@ from miniray.transport.messages import Result
 # the rows of the events every call makes (events.py), written without keyword arguments
 _SUBMITTED = schema("task_id", "name", "type", "actor_id", "deps", "returns", "call_site", "resources")
 _STARTED = schema("task_id", "worker_id", "pid", "node_id", "actor_id")
-PARK_S = 0.002
+PARK_S = 0.002          # the parked node thread looks this often whether the driver still drives,
+LONG_DRIVE_S = 0.02     # for this long; after it, it sleeps until the drive's end wakes it
 _MAIN_IDENT = threading.main_thread().ident
 _FINISHED = schema("task_id", "state", "error", "worker_id", "pid")
 
@@ -149,6 +150,7 @@ class Node:
         self.baton = threading.RLock()         # held for each step, by whichever thread runs it
         self._stepping, self._stepper = False, None
         self.driving = False                   # the driver thread runs the loop (``drive``)
+        self._drive_start = 0.0
         self._driver_ident = None
         self._drive_lock = threading.Lock()
         self._park = threading.Condition(threading.Lock())
@@ -181,9 +183,10 @@ class Node:
         while not self._stopping:
             events = self.selector.select(self._next_deadline())
             if self.driving:            # the driver runs the steps while it waits; it saw these too
-                with self._park:        # looked at every PARK_S, not woken when a drive ends: a
-                    while self.driving and not self._stopping:     # driver making round trips
-                        self._park.wait(PARK_S)    # would hand this thread the GIL for each
+                with self._park:        # looked at every PARK_S, not woken when a short drive
+                    while self.driving and not self._stopping:     # ends: a driver making round
+                        long = time.monotonic() - self._drive_start > LONG_DRIVE_S   # trips would
+                        self._park.wait(None if long else PARK_S)  # hand it the GIL each time
                 continue
             with self.baton:
                 self._step(events)
@@ -238,6 +241,7 @@ class Node:
         if me in (self.thread.ident, self._stepper) or not self._drive_lock.acquire(blocking=False):
             return None            # the node thread, a step (a __del__ run by GC inside one) or a second driver
         self._driver_ident, event.poke = me, self._poke
+        self._drive_start = time.monotonic()
         self.driving = True
         try:
             while not event.is_set():
@@ -268,7 +272,12 @@ class Node:
             return True
         finally:
             event.poke = self._driver_ident = None
-            self.driving = False        # the node thread sees it within PARK_S (see ``run``)
+            if time.monotonic() - self._drive_start > LONG_DRIVE_S:   # ``run`` waits to be told
+                with self._park:
+                    self.driving = False
+                    self._park.notify_all()
+            else:
+                self.driving = False    # the node thread sees it within PARK_S (see ``run``)
             self._drive_lock.release()
 
     def _poke(self):
