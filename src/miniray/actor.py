@@ -9,14 +9,13 @@ pickle, travel into tasks and other actors, and work from any process.
 from __future__ import annotations
 
 import inspect
-import time
 import uuid
 
 import cloudpickle
 
 from miniray.refs import ObjectRef
 from miniray.remote_function import (ACTOR_OPTIONS, check_options, fixed_arity, pack_args, resource_request,
-                                     return_ids, wrap_returns)
+                                     return_ids, submit_call)
 from miniray.runtime import call_site, current_runtime
 from miniray.store.serialization import dumps_code
 from miniray.transport.messages import TaskSpec
@@ -184,11 +183,4 @@ class ActorMethod:
         nested = nested + (self._handle._ref._id,)      # a pending call keeps its actor alive
         spec = TaskSpec(tid, qual, "actor_method", self._name, desc, deps, nested, returns, n, {}, 0,
                         False, self._handle._actor_id, {}, call_site(), rt.holder)
-        if n == 1:
-            ref = ObjectRef(returns[0])
-            rt.send([("submit", spec, time.time())])     # Runtime.submit
-            return ref
-        refs = [ObjectRef(oid) for oid in returns]
-        rt.submit(spec)
-        del keep
-        return wrap_returns(tid, n, refs)
+        return submit_call(rt, spec, keep)

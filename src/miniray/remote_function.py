@@ -11,7 +11,6 @@ import functools
 import inspect
 import os
 import pickle
-import time
 import uuid
 
 import cloudpickle
@@ -135,6 +134,19 @@ def return_ids(tid: str, n) -> tuple:
     return tuple(f"{tid}{i:02x}" for i in range(n))
 
 
+def submit_call(rt, spec, keep=None):
+    """Send a task or actor call; returns what ``.remote()`` returns.  Its refs are counted
+    before the call goes out, and ``keep`` (the ref of arguments too big to inline) until then."""
+    if spec.num_returns == 1:       # the usual call
+        ref = ObjectRef(spec.returns[0])
+        rt.submit(spec)
+        return ref
+    refs = [ObjectRef(oid) for oid in spec.returns]
+    rt.submit(spec)
+    del keep
+    return wrap_returns(spec.task_id, spec.num_returns, refs)
+
+
 def wrap_returns(tid: str, n, refs):
     """What ``.remote()`` returns: one ref, a list of refs, None, or a streaming generator."""
     if n == "streaming":
@@ -192,14 +204,7 @@ class RemoteFunction:
         returns = return_ids(tid, n)
         spec = TaskSpec(tid, name, "task", self._fn_id, desc, deps, nested, returns, n, dict(res),
                         max_retries, retry, options=dict(extra), call_site=call_site(), owner=rt.holder)
-        if n == 1:                              # the usual call, without the helpers' calls
-            ref = ObjectRef(returns[0])
-            rt.send([("submit", spec, time.time())])     # Runtime.submit
-            return ref
-        refs = [ObjectRef(oid) for oid in returns]
-        rt.submit(spec)
-        del keep
-        return wrap_returns(tid, n, refs)
+        return submit_call(rt, spec, keep)
 
     def _derive(self, opts) -> tuple:
         name = opts.get("name") or self._function.__name__

@@ -191,8 +191,8 @@ class Runtime:
             n = self._counts.get(oid, 0)
             self._counts[oid] = n + 1
             if n == 0:
-                if self.store is not None:     # the store applies it under its lock (add_ref_soon)
-                    self.store.ref_queue.append((oid, self.holder))
+                if self.store is not None:
+                    self.store.add_ref_soon(oid, self.holder)
                 else:
                     self._pending.append(("refs", oid, +1))
 
@@ -214,14 +214,9 @@ class Runtime:
         try:
             if self.node.inbox:     # items of ours wait ahead of the drops: keep the order (``send``)
                 self.flush()
-            else:                   # applied here and now: the alloc asking may be in a node step,
-                before, after = self._take_pending()     # which could not handle a message first
-                for kind, payload in before + after:
-                    if kind == "refs":
-                        self.store.add_refs(payload, self.holder)
-                    else:
-                        for oid in payload:
-                            self.store.pin(oid, self.holder, -1)
+            else:                   # handled here and now: the alloc asking may be in a node step,
+                before, after = self._take_pending()     # which could not take a message first
+                self.node.handle_all(self.transport.client, before + after)
         finally:
             self._lock.release()
         return True

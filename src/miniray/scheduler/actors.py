@@ -125,8 +125,7 @@ class ActorTable:
             actor.queue.popleft()
             actor.inflight[spec.task_id] = spec
             wc = node.conns[actor.worker]
-            wc.outbox.append(("exec", spec, None, descs, []))
-            wc.unsent += 1                 # a call in the outbox (Node._flush)
+            wc.deliver_exec(("exec", spec, None, descs, []))
 
     def object_ready(self, oid):
         for aid in self.blocked.pop(oid, ()):

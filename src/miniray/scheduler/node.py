@@ -60,10 +60,11 @@ from miniray.transport.messages import Result
 # the rows of the events every call makes (events.py), written without keyword arguments
 _SUBMITTED = schema("task_id", "name", "type", "actor_id", "deps", "returns", "call_site", "resources")
 _STARTED = schema("task_id", "worker_id", "pid", "node_id", "actor_id")
+_FINISHED = schema("task_id", "state", "error", "worker_id", "pid")
+
 PARK_S = 0.002          # the parked node thread looks this often whether the driver still drives,
 LONG_DRIVE_S = 0.02     # for this long; after it, it sleeps until the drive's end wakes it
 _MAIN_IDENT = threading.main_thread().ident
-_FINISHED = schema("task_id", "state", "error", "worker_id", "pid")
 
 
 class Waiter:
@@ -90,6 +91,10 @@ class WorkerConn:
 
     def deliver(self, items):
         self.outbox.extend(items)
+
+    def deliver_exec(self, item):
+        self.outbox.append(item)
+        self.unsent += 1
 
 
 class LocalClient:
@@ -225,12 +230,7 @@ class Node:
             return
         try:
             if not self._stepping:       # not re-entered from a step (which drains the inbox itself)
-                held = self._hold_interrupts()
-                try:
-                    self._step(inline=True)
-                finally:
-                    if held:
-                        self._release_interrupts()
+                self._step_holding_interrupts((), inline=True)
         finally:
             self.baton.release()
 
@@ -263,12 +263,7 @@ class Node:
                 if event.is_set():
                     break
                 with self.baton:
-                    held = self._hold_interrupts()
-                    try:
-                        self._step(events)
-                    finally:
-                        if held:
-                            self._release_interrupts()
+                    self._step_holding_interrupts(events)
             return True
         finally:
             event.poke = self._driver_ident = None
@@ -287,6 +282,15 @@ class Node:
                 self._poke_w.send(b"\0")
             except OSError:
                 pass
+
+    def _step_holding_interrupts(self, events, inline=False):
+        """A step on the driver's thread, with a Ctrl-C held to its end (``_hold_interrupts``)."""
+        held = self._hold_interrupts()
+        try:
+            self._step(events, inline)
+        finally:
+            if held:
+                self._release_interrupts()
 
     def _hold_interrupts(self) -> bool:
         """Hold a Ctrl-C that arrives during a step on the main thread, and raise it after
@@ -354,9 +358,9 @@ class Node:
                 self.selector.register(conn.conn.sock, selectors.EVENT_READ,
                                        lambda s, c=conn: self._read_worker(c))
                 continue
-            self._handle_all(client, items)
+            self.handle_all(client, items)
 
-    def _handle_all(self, client, items):
+    def handle_all(self, client, items):
         """Handle a batch of items; a bug in one is reported, and the rest are still handled."""
         start = 0
         while start < len(items):
@@ -376,7 +380,7 @@ class Node:
             return
         for items in frames:
             if wc.holder is not None:          # past the hello: the hot path
-                self._handle_all(wc, items)
+                self.handle_all(wc, items)
                 continue
             for item in items:
                 if item[0] == "hello_driver":
@@ -518,7 +522,7 @@ class Node:
         if spec.type == "actor_method":
             self.actors.enqueue(spec)
             return
-        need = spec.resources if spec.type == "task" else S.placement_need(spec)
+        need = S.placement_need(spec)
         shape = tuple(need.items())
         ok = self._feasible.get(shape)
         if ok is None:       # cached until a node joins or leaves
@@ -615,8 +619,7 @@ class Node:
         if spec.fn_id not in wc.fns and spec.type != "actor_method":
             blob = self.functions[spec.fn_id]
             wc.fns.add(spec.fn_id)
-        wc.outbox.append(("exec", spec, blob, descs, self.state.workers[wid].gpus))
-        wc.unsent += 1
+        wc.deliver_exec(("exec", spec, blob, descs, self.state.workers[wid].gpus))
 
     def descs_for(self, wc, oids) -> dict:
         """Argument descriptors for a worker, pinned for it: the copy on its own node, or

@@ -220,7 +220,7 @@ def kind_of(spec) -> tuple:
 
 
 def _place(state: State, spec, idle: list, out: list) -> bool:
-    need = spec.resources if spec.type == "task" else placement_need(spec)
+    need = placement_need(spec)
     wid = _pick_worker(state, idle, need, spec) if idle else None
     if wid is not None:
         idle.remove(wid)

@@ -321,9 +321,6 @@ class ObjectStore:
         self.seal(oid, desc, ser.contained, **info)
 
     # -- keeping alive ----------------------------------------------------------------------------
-    def add_ref(self, oid: str, holder: str, n: int = 1) -> None:
-        self.add_refs(((oid, n),), holder)
-
     def add_refs(self, deltas, holder: str) -> None:
         """A client's ref counts changed: [(oid, +n or -n)], applied in order under one lock."""
         with self.lock:
