@@ -170,4 +170,43 @@ class ObjectRefStreamEndOfStream(RayError, StopIteration):
     pass
 
 
+class InfeasibleResourcesWarning(RuntimeWarning):
+    """A call asks for more resources than any node has; it waits until such a node joins."""
+
+
+def describe_resources(resources: dict) -> str:
+    """``{'CPU': 2.0, 'memory': 17693193011.2}`` as ``2 CPUs and 16.5 GiB of memory``."""
+    parts = []
+    for name, amount in resources.items():
+        if name in ("memory", "object_store_memory"):
+            parts.append(f"{amount / 2**30:.1f} GiB of {name.replace('_', ' ')}")
+        else:
+            plural = "s" if name in ("CPU", "GPU") and amount != 1 else ""
+            parts.append(f"{amount:g} {name}{plural}")
+    if not parts:
+        return "no resources"
+    return ", ".join(parts[:-1]) + (" and " if len(parts) > 1 else "") + parts[-1]
+
+
+def warn_infeasible(name: str, need: dict, total: dict, call_site: str) -> None:
+    """Warn, at the user's own line, that ``name`` cannot run on this cluster as it is."""
+    import warnings
+
+    name = name.removesuffix(".__init__")   # an actor: its class
+    asks = {k: v for k, v in need.items() if v > total.get(k, 0) * (1 + 1e-9)} or need
+    has = {k: total.get(k, 0) for k in asks}
+    knobs = ", ".join(f"{_OPTION.get(k, 'resources={' + repr(k) + ': ...}')}" for k in asks)
+    message = (f"{name} asks for {describe_resources(asks)}, but this cluster has only "
+               f"{describe_resources(has)}, so it waits until a node with enough joins. To run it "
+               f"here, ask for less: {name}.options({knobs}), or give miniray more when you start "
+               "it: miniray.init(num_cpus=..., resources={...}).")
+    filename, _, line = (call_site or "?").rpartition(":")
+    if not line.isdigit():
+        filename, line = call_site or "?", "0"
+    warnings.warn_explicit(message, InfeasibleResourcesWarning, filename or "?", int(line),
+                           module="miniray")
+
+
+_OPTION = {"CPU": "num_cpus=...", "GPU": "num_gpus=...", "memory": "memory=..."}
+
 __all__ = [n for n in list(globals()) if n.endswith("Error") or n == "TaskError"]
