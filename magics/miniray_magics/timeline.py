@@ -72,9 +72,10 @@ class TimelineData:
         if not self.bars:
             return "no task ran in this stretch"
         workers = len(self.rows) - len(self.actor_rows)
-        who = f"{workers} worker{'s' * (workers != 1)}"
+        parts = [f"{workers} worker{'s' * (workers != 1)}"] if workers or not self.actor_rows else []
         if self.actor_rows:
-            who += f", {len(self.actor_rows)} actor{'s' * (len(self.actor_rows) != 1)}"
+            parts.append(f"{len(self.actor_rows)} actor{'s' * (len(self.actor_rows) != 1)}")
+        who = ", ".join(parts)
         path = " → ".join(bar.label for bar in self.critical[:5])
         if len(self.critical) > 5:
             path += f" → … ({len(self.critical)} tasks)"
