@@ -133,8 +133,12 @@ def test_ipython_kernel_shows_the_users_cell_and_no_runtime_frames(tmp_path):
                            "def divide(a, b):\n    return a / b"),
              new_code_cell("x = 1\nray.get(divide.remote(x, 0))"),
              new_code_cell("ray.get(42)"),
+             new_code_cell("from miniray import tracebacks\n"
+                           "def wait():\n    raise tracebacks.interrupted('miniray.get() of 3 object(s)')\n"
+                           "exec(compile('wait()', tracebacks.__file__, 'exec'))"),
+             new_code_cell("def mine():\n    return {}['key']\nmine()"),
              new_code_cell("ray.shutdown()")]
-    for cell in cells[1:3]:
+    for cell in cells[1:5]:
         cell.metadata["tags"] = ["raises-exception"]
     nb = new_notebook(cells=cells)
     NotebookClient(nb, timeout=60, kernel_name="python3",
@@ -148,3 +152,11 @@ def test_ipython_kernel_shows_the_users_cell_and_no_runtime_frames(tmp_path):
     text = ANSI.sub("", "\n".join(error.traceback))
     assert error.ename == "ValueError" and not runtime_frames(text), text
     assert "ray.get(42)" in text
+    (error,) = [o for o in nb.cells[3].outputs if o.output_type == "error"]   # Ctrl-C in a get
+    lines = [ln for ln in ANSI.sub("", "\n".join(error.traceback)).splitlines() if ln.strip()]
+    assert lines == ["KeyboardInterrupt: miniray.get() of 3 object(s) was interrupted (Ctrl-C). The "
+                     "tasks keep running and their ObjectRefs stay valid: get them again, or "
+                     "miniray.cancel() them."], lines
+    (error,) = [o for o in nb.cells[4].outputs if o.output_type == "error"]   # the user's own bug
+    text = ANSI.sub("", "\n".join(error.traceback))
+    assert "KeyError" in text and "return {}['key']" in text and "FULL_TRACEBACKS" not in text

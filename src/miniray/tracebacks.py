@@ -81,8 +81,13 @@ def _excepthook(etype, value, tb, _previous=[None]):  # noqa: B006 - holds the h
 
 
 def _ipython_handler(shell, etype, value, tb, tb_offset=None):
-    tb, exception_only = _trimmed(value, tb)
-    shell.showtraceback((etype, value, tb), tb_offset=tb_offset, exception_only=exception_only)
+    trimmed, exception_only = _trimmed(value, tb)
+    if exception_only:          # one line, without IPython's "use %tb" preamble
+        shell._showtraceback(etype, value, shell.InteractiveTB.get_exception_only(etype, value))
+    elif trimmed is tb:         # nothing of miniray's in it: exactly what IPython would show
+        shell.showtraceback(running_compiled_code=True)
+    else:
+        shell.showtraceback((etype, value, trimmed), tb_offset=tb_offset)
 
 
 def install() -> None:
