@@ -43,6 +43,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from collections import deque
 
 from miniray import exceptions as exc
