@@ -148,6 +148,7 @@ def test_ipython_kernel_shows_the_users_cell_and_no_runtime_frames(tmp_path):
     assert "ZeroDivisionError" in error.ename and not runtime_frames(text), text
     assert "pickle.loads" not in text and "skipping hidden" not in text
     assert "ray.get(divide.remote(x, 0))" in text and "return a / b" in text
+    assert "Cell In[1], line 6, in divide" in text and "ipykernel_" not in text, "cells by name"
     (error,) = [o for o in nb.cells[2].outputs if o.output_type == "error"]
     text = ANSI.sub("", "\n".join(error.traceback))
     assert error.ename == "ValueError" and not runtime_frames(text), text

@@ -11,6 +11,8 @@ Two families, kept apart on purpose (STYLE 6):
 """
 from __future__ import annotations
 
+import sys
+
 
 class RayError(Exception):
     """Base of every miniray error."""
@@ -68,12 +70,24 @@ def format_remote_traceback(frames, exc_only: str) -> str:
     here, so a driver in a notebook shows the lines of its own cells."""
     import linecache
     out = ["Traceback (most recent call last):\n"]
+    shell = getattr(sys.modules.get("IPython"), "get_ipython", lambda: None)()
     for filename, lineno, name, line in frames:
         line = line or linecache.getline(filename, lineno).strip()
-        out.append(f'  File "{filename}", line {lineno}, in {name}\n')
+        cell = _cell_name(shell, filename)   # a notebook cell reads as IPython writes it
+        out.append(f"  {cell}, line {lineno}, in {name}\n" if cell else
+                   f'  File "{filename}", line {lineno}, in {name}\n')
         if line:
             out.append(f"    {line}\n")
     return "".join(out) + exc_only
+
+
+def _cell_name(shell, filename: str) -> str:
+    """``Cell In[9]`` for a file IPython compiled a cell into, else ''."""
+    try:
+        kind, name = shell.compile.format_code_name(filename)
+    except Exception:  # no IPython, an older one, or not a cell
+        return ""
+    return f"{kind} {name}"
 
 
 def _rebuild_task_error(function_name, traceback_str, cause, pid, ip, frames=None, exc_only=""):
