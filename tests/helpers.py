@@ -102,3 +102,15 @@ SEED_JOB = textwrap.dedent("""\
     [c.increment.remote(2) for c in counters]
     print(ray.get([c.read.remote() for c in counters]))
 """)
+
+
+def runtime_frames(text: str, package_dir: str | None = None) -> list[str]:
+    """The traceback lines in ``text`` that name a file inside the miniray package itself.
+
+    A user's own files may sit in a folder named ``miniray`` (the default ``git clone`` name), so
+    the test is the package's real path, not the word "miniray/"."""
+    if package_dir is None:
+        import miniray
+        package_dir = os.path.dirname(os.path.abspath(miniray.__file__)) + os.sep
+    return [line for line in text.splitlines()
+            if line.strip().startswith("File ") and package_dir in line]

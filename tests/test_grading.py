@@ -119,6 +119,19 @@ def test_messages_name_the_task_and_never_hold_a_traceback():
     assert not ok and "0/2" in text and "Hint: Try." in text and "Traceback" not in text
 
 
+def test_score_table_columns_line_up_under_their_headers():
+    from miniray.grading.report import Outcome, describe, score_lines
+
+    passed = Outcome(status="passed", message="")
+    lines, _ = score_lines([("1.1", "a", passed)] * 12 + [("1.2", "b", describe(AssertionError("x")))],
+                           {})
+    header = lines[0]
+    passed_end, status_at = header.index("Passed") + len("Passed"), header.index("Status")
+    for row, count, status in ((lines[2], "12/12", "ok"), (lines[3], "0/1", "FAILED")):
+        assert row[:passed_end].endswith(count), (header, row)     # right-aligned under "Passed"
+        assert row[status_at:].startswith(status), (header, row)    # left-aligned under "Status"
+
+
 # -- the grader on a plain-Python exercise ------------------------------------------------------
 
 PLAIN_TESTS = '''

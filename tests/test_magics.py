@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import itertools
 import json
+import os
 import struct
 import time
 from pathlib import Path
@@ -103,7 +104,7 @@ def test_seed_example_graph_has_four_nodes_and_no_edges():
     graph = graph_of(log.events)
     assert isinstance(graph, nx.DiGraph)
     assert sorted(d["label"] for _, d in graph.nodes(data=True)) == [
-        f"my_function({i})" for i in range(4)]
+        f"my_function #{i + 1}" for i in range(4)]
     assert graph.number_of_edges() == 0
     assert {d["state"] for _, d in graph.nodes(data=True)} == {"FINISHED"}
     assert {d["worker"] for _, d in graph.nodes(data=True)} == {"w1", "w2"}
@@ -131,8 +132,8 @@ def test_states_puts_actor_calls_and_outside_inputs():
     log.start(running, "w1", 3)
     graph = graph_of(log.events)
     nodes = graph.nodes
-    assert nodes[x]["kind"] == "put" and nodes[x]["label"] == "put(0)"
-    assert nodes[create]["label"] == "Counter(0)" and nodes[call]["actor"] == "actor1"
+    assert nodes[x]["kind"] == "put" and nodes[x]["label"] == "put #1"
+    assert nodes[create]["label"] == "Counter #1" and nodes[call]["actor"] == "actor1"
     assert (x, call) in graph.edges and (call, ok) in graph.edges
     assert nodes["from_an_earlier_cell"]["kind"] == "external"
     assert [nodes[t]["state"] for t in (ok, bad, running, call)] == [
@@ -203,9 +204,9 @@ def test_timeline_rows_utilisation_and_critical_path():
     assert data.rows == ["w1", "w2"]
     assert data.span == 2.5 and data.busy == 3.5
     assert data.utilisation == pytest.approx(3.5 / (2 * 2.5))
-    assert [bar.label for bar in data.critical] == ["square(1)", "add(0)"]
+    assert [bar.label for bar in data.critical] == ["square #2", "add #1"]
     assert data.critical_seconds == 2.5
-    assert "utilisation 70%" in data.caption() and "square(1) → add(0)" in data.caption()
+    assert "utilisation 70%" in data.caption() and "square #2 → add #1" in data.caption()
     trace = chrome_trace(data)
     assert sum(e["ph"] == "X" for e in trace) == 3
     assert {e["args"]["name"] for e in trace if e["ph"] == "M"} == {"w1", "w2"}
@@ -221,12 +222,42 @@ def test_timeline_window_clips_and_actor_rows():
     log.run(late, "w1", 4.0, 6.0)
     log.run(step, "w7", 5.0, 5.5, actor_id="abcdef123")
     data = timeline_of(log.events, window=(5.0, 10.0))
-    assert data.rows == ["w1", "Counter abcdef"]
+    assert data.rows == ["w1", "Counter …f123"]
     assert [(b.start, b.end) for b in data.bars] == [(5.0, 6.0), (5.0, 5.5)]
     running, _ = log.submit("g")
     log.start(running, "w2", 7.0)
     data = timeline_of(log.events, now=9.0)
     assert [(b.state, b.end) for b in data.bars if b.row == "w2"] == [("RUNNING", 9.0)]
+
+
+def test_two_actors_whose_ids_share_a_prefix_get_two_rows_lanes_and_chips():
+    """Issue 20 item 3: ids share their first characters, so id[:6] merged two Sleepers into one
+    row at "busy 199%"."""
+    from miniray_magics.dashboard import DashboardState
+    from miniray_magics.draw_graph import layout
+    from miniray_magics.graph import graph_of
+
+    log = Log()
+    a, b = "aa013edc78e00000000001", "aa013edc78e00000000002"
+    calls = [(log.submit("Sleeper.nap", type="actor_method", actor_id=actor)[0], actor)
+             for actor in (a, b)]
+    for call, actor in calls:
+        log.run(call, "w1", 0.0, 1.0, actor_id=actor)
+    data = timeline_of(log.events)
+    assert data.rows == ["Sleeper …0001", "Sleeper …0002"]
+    assert all(data.row_busy(row) == 1.0 for row in data.rows)
+    _, lanes = layout(graph_of(log.events), "lr")
+    assert sorted(text for _, text, _ in lanes.values()) == ["Sleeper\n…0001", "Sleeper\n…0002"]
+    state = DashboardState()
+    state.apply(log.events)
+    assert state.workers == {"Sleeper …0001", "Sleeper …0002"}
+
+
+def test_short_ids_grow_until_they_differ():
+    from miniray_magics.figures import short_ids
+
+    assert short_ids(["abc0001", "abc0002"]) == {"abc0001": "0001", "abc0002": "0002"}
+    assert short_ids(["x10001", "y10001"]) == {"x10001": "x10001", "y10001": "y10001"}
 
 
 # --------------------------------------------------------------------------- memory_report
@@ -264,6 +295,28 @@ def test_memory_report_groups_by_object_node_and_call_site():
     png_size(by_node._repr_png_())
     with pytest.raises(ValueError):
         memory_report(objects, summary, "colour")
+
+
+def test_memory_names_objects_apart_explains_reference_types_and_shows_tiny_objects():
+    import io
+
+    from matplotlib.image import imread
+
+    objects = [dict(object_id=f"a013edc78e00000000{i:03d}00", object_size=5, location="inline",
+                    reference_type=ref, node_id="n1", call_site="nb.py:2", pid=1)
+               for i, ref in ((3, "LOCAL_REFERENCE"), (4, "PINNED_IN_MEMORY"))]
+    summary = {"nodes": [{"node_id": "n1", "capacity": 64 * MIB, "used": 0, "spilled": 0}],
+               "capacity": 64 * MIB, "used": 0, "spilled": 0}
+    report = memory_report(objects, summary, "object")
+    assert sorted(e.label for e in report.entries) == ["…0300", "…0400"]
+    text = report.text()
+    assert "LOCAL_REFERENCE: a variable in your program still holds its ObjectRef" in text
+    assert "PINNED_IN_MEMORY: an array you got back is a zero-copy view" in text
+    assert "USED_BY_PENDING_TASK" not in text, "only the types shown are explained"
+    assert "zero-copy view" in report._repr_html_()
+    picture = imread(io.BytesIO(report._repr_png_()))[..., :3]
+    inline = (abs(picture - [0x9c / 255, 0x75 / 255, 0x5f / 255]).sum(axis=2) < 0.05).sum()
+    assert inline > 400, f"two 5-byte objects drew {inline} pixels"
 
 
 # --------------------------------------------------------------------------- dashboard
@@ -419,10 +472,10 @@ def tree_edges(graph) -> set[tuple[str, str]]:
     return {(labels[a], labels[b]) for a, b in graph.edges}
 
 
-EXPECTED_TREE = ({(f"my_function({2 * i})", f"add({i})") for i in range(4)}
-                 | {(f"my_function({2 * i + 1})", f"add({i})") for i in range(4)}
-                 | {("add(0)", "add(4)"), ("add(1)", "add(4)"), ("add(2)", "add(5)"),
-                    ("add(3)", "add(5)"), ("add(4)", "add(6)"), ("add(5)", "add(6)")})
+EXPECTED_TREE = ({(f"my_function #{2 * i + 1}", f"add #{i + 1}") for i in range(4)}
+                 | {(f"my_function #{2 * i + 2}", f"add #{i + 1}") for i in range(4)}
+                 | {("add #1", "add #5"), ("add #2", "add #5"), ("add #3", "add #6"),
+                    ("add #4", "add #6"), ("add #5", "add #7"), ("add #6", "add #7")})
 
 
 @pytest.fixture(scope="class")
@@ -445,7 +498,7 @@ class TestInShell:
         graph, captured = run(shell, f"%%taskgraph --save {target}\n{SEED}")
         assert "[0, 1, 4, 9]" in captured.stdout, "the cell's own output is kept"
         labels = sorted(d["label"] for _, d in graph.nodes(data=True))
-        assert labels == [f"my_function({i})" for i in range(4)]
+        assert labels == [f"my_function #{i + 1}" for i in range(4)]
         assert graph.number_of_edges() == 0
         assert {d["state"] for _, d in graph.nodes(data=True)} == {"FINISHED"}
         width, height = png_size(target.read_bytes())
@@ -472,7 +525,7 @@ class TestInShell:
         run(shell, PARALLEL_MAP)
         chart, _ = run(shell, f"%timeline --cell --save {tmp_path / 'trace.json'}")
         assert chart.data.rows == ["w1", "w2"] or len(chart.data.rows) == 2
-        assert sorted(bar.label for bar in chart.data.bars) == [f"work({i})" for i in range(6)]
+        assert sorted(bar.label for bar in chart.data.bars) == sorted(f"work #{i + 1}" for i in range(6))
         assert chart.data.utilisation > 0.5
         trace = json.loads((tmp_path / "trace.json").read_text())
         assert sum(e["ph"] == "X" for e in trace) == 6
@@ -581,8 +634,9 @@ def printed(notebook, index: int):
 def save_screenshot(notebook, index: int, name: str) -> bytes:
     (data,) = outputs_of(notebook, index, "image/png")
     picture = base64.b64decode(data)
-    DOCS_IMG.mkdir(parents=True, exist_ok=True)
-    (DOCS_IMG / name).write_bytes(picture)
+    if os.environ.get("MINIRAY_REFRESH_DOCS_IMG"):  # never rewrite the tracked pictures by default
+        DOCS_IMG.mkdir(parents=True, exist_ok=True)
+        (DOCS_IMG / name).write_bytes(picture)
     return picture
 
 
@@ -612,6 +666,15 @@ class TestInKernel:
         (html,) = outputs_of(kernel_notebook, 7, "text/html")
         assert "16.0 MiB" in html and sites[0] in html
         png_size(save_screenshot(kernel_notebook, 7, "memory.png"))
+
+    def test_the_tracked_docs_pictures_are_left_alone(self, kernel_notebook):
+        """Issue 20 item 8: the suite rewrote docs/img/*.png; now only MINIRAY_REFRESH_DOCS_IMG=1 does."""
+        if os.environ.get("MINIRAY_REFRESH_DOCS_IMG"):
+            pytest.skip("refreshing docs/img on purpose")
+        before = {p.name: p.read_bytes() for p in DOCS_IMG.glob("*.png")}
+        save_screenshot(kernel_notebook, 5, "timeline.png")
+        save_screenshot(kernel_notebook, 7, "memory.png")
+        assert {p.name: p.read_bytes() for p in DOCS_IMG.glob("*.png")} == before
 
     def test_dashboard(self, kernel_notebook):
         (view,) = outputs_of(kernel_notebook, 9, "application/vnd.jupyter.widget-view+json")

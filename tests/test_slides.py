@@ -216,7 +216,27 @@ def test_remark_js_path_traitlet_env_var_and_cdn_fallback(tmp_path, monkeypatch,
         page, _ = exporter.from_notebook_node(nb)
     exporter.log.removeHandler(caplog.handler)
     assert '<script src="https://remarkjs.com/downloads/remark-latest.min.js"></script>' in page
-    assert "not installed" in caplog.text
+    assert "remark.js NOT FOUND" in caplog.text and "libjs-remark-slide" in caplog.text
+    assert "remark.js could not be loaded" in page, "the page explains itself instead of going blank"
+
+
+def test_the_shipped_remark_js_is_the_default(tmp_path):
+    from miniray.slides.exporter import BUNDLED_REMARK_JS
+
+    assert BUNDLED_REMARK_JS.is_file() and (BUNDLED_REMARK_JS.parent / "remark.LICENSE.txt").is_file()
+    assert find_remark_js() == BUNDLED_REMARK_JS, "a plain pip install must present offline"
+    page, _ = RemarkExporter().from_notebook_node(new_notebook(cells=[_md("# hi")]))
+    assert "remarkjs.com" not in page and BUNDLED_REMARK_JS.read_text()[:500] in page
+
+
+def test_build_says_loudly_when_remark_js_is_missing(tmp_path, monkeypatch, capsys):
+    from miniray.slides import exporter
+
+    monkeypatch.setattr(exporter, "default_search_paths", lambda: [str(tmp_path / "none.js")])
+    nb_path = _tiny(tmp_path / "01_tiny.ipynb")
+    assert build.main(["--output-dir", str(tmp_path / "out"), str(nb_path)]) == 0
+    err = capsys.readouterr().err
+    assert "remark.js NOT FOUND" in err and "libjs-remark-slide" in err and "MINIRAY_REMARK_JS" in err
 
 
 def test_script_that_would_end_the_element_goes_in_as_data_uri(tmp_path):
@@ -340,3 +360,64 @@ def test_chromium_renders_the_deck(deck, tmp_path):
     plot = imread(plot_png)[..., :3]
     red = (plot[..., 0] > 0.9) & (plot[..., 1] < 0.2) & (plot[..., 2] < 0.2)
     assert red.sum() > 2000, "the PNG output did not render on slide 3"
+
+
+# -- miniray slides --check --------------------------------------------------------------------
+def _checked(tmp_path: Path, capsys, *cells, search=None, monkeypatch=None) -> tuple[int, str, Path]:
+    nb_path = tmp_path / "01_probe.ipynb"
+    nbformat.write(new_notebook(cells=[_md("# Probe", "slide"), *cells]), nb_path)
+    if search is not None:
+        from miniray.slides import exporter
+        monkeypatch.setattr(exporter, "default_search_paths", lambda: search)
+    sheets = tmp_path / "sheets"
+    status = build.main(["--check", "--output-dir", str(tmp_path / "out"), "--contact-dir",
+                         str(sheets), "--execute", str(nb_path)])
+    captured = capsys.readouterr()
+    return status, captured.out + captured.err, sheets / "01_probe.contact.png"
+
+
+needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (Debian: "
+                                    "apt-get install chromium; .ci/system-packages.sh installs it)")
+
+
+@needs_chromium
+def test_check_passes_a_deck_that_fits_and_writes_its_contact_sheet(tmp_path, capsys):
+    from matplotlib.image import imread
+
+    status, out, sheet = _checked(tmp_path, capsys, new_code_cell("print('short and sweet')"))
+    assert status == 0, out
+    assert re.search(r"ok +\S+01_probe\.slides\.html \(contact sheet: \S+\)", out)
+    picture = imread(sheet)
+    assert picture.shape[1] == 1300 and picture.shape[0] > 300 and picture[..., :3].std() > 0.05
+
+
+@needs_chromium
+def test_check_fails_on_overflow_hidden_output_cut_picture_and_network(tmp_path, capsys):
+    tall = base64.b64encode(_png("red", (4, 12))).decode()
+    status, out, sheet = _checked(
+        tmp_path, capsys,
+        _md("## Too long\n\n" + "\n".join(f"- line {i}" for i in range(30)), "slide"),
+        _md("## Scroll box", "slide"), new_code_cell("for i in range(40): print(i)"),
+        _md("## Tall picture\n\n" + "text\n\n" * 6 + f"![tall](data:image/png;base64,{tall})", "slide"),
+        _md("## From the web\n\n![logo](https://example.invalid/logo.png)", "slide"))
+    assert status == 1, out
+    assert re.search(r"step 2 \(Too long\): overflows the slide by \d+ px: li", out), out
+    assert re.search(r"step 3 \(Scroll box\): content hidden in a scroll box", out), out
+    assert re.search(r"step 4 \(Tall picture\): picture cut by \d+ px", out), out
+    assert "fetched from the network: https://example.invalid/logo.png" in out
+    assert sheet.is_file()
+
+
+@needs_chromium
+def test_check_reports_a_deck_without_remark_js_and_its_notice(tmp_path, capsys, monkeypatch):
+    status, out, _ = _checked(tmp_path, capsys, search=[str(tmp_path / "none.js")],
+                              monkeypatch=monkeypatch)
+    assert status == 1
+    assert "remark.js did not load; the page shows:" in out and "could not be loaded" in out, out
+    assert "fetched from the network: https://remarkjs.com/" in out
+
+
+def test_check_without_decks_says_how_to_build_them(tmp_path, capsys):
+    nb_path = _tiny(tmp_path / "01_tiny.ipynb")
+    assert build.main(["--check", "--output-dir", str(tmp_path / "none"), str(nb_path)]) == 2
+    assert "build the decks first (miniray slides --execute" in capsys.readouterr().err

@@ -18,7 +18,7 @@ import html
 import threading
 from dataclasses import dataclass, field
 
-from miniray_magics.figures import fmt_bytes, natural_key
+from miniray_magics.figures import actor_names, fmt_bytes, natural_key
 
 BUCKETS = ("pending", "running", "finished", "failed")
 BAR_STYLE = {"pending": "info", "running": "warning", "finished": "success", "failed": "danger"}
@@ -29,8 +29,10 @@ class DashboardState:
     """Counts folded from events: each task's state and what each worker is running."""
 
     tasks: dict[str, str] = field(default_factory=dict)        # task id -> bucket
-    running_on: dict[str, str] = field(default_factory=dict)   # task id -> worker label
-    workers: set[str] = field(default_factory=set)
+    running_on: dict[str, str] = field(default_factory=dict)   # task id -> worker or actor id
+    seen: set[str] = field(default_factory=set)                # worker and actor ids that ran work
+    actors: dict[str, str] = field(default_factory=dict)       # actor id -> class name
+    names: dict[str, str] = field(default_factory=dict)        # task id -> name, while unstarted
     store_used: int = 0
     store_capacity: int | None = 0   # None: the store could not be read
     store_spilled: int = 0
@@ -41,12 +43,18 @@ class DashboardState:
             kind = event["kind"]
             if kind == "submitted":
                 self.tasks.setdefault(event["task_id"], "pending")
+                if event.get("actor_id"):
+                    self.names[event["task_id"]] = event.get("name", "")
             elif kind == "started":
-                worker = (f"actor {str(event['actor_id'])[:6]}" if event.get("actor_id")
-                          else str(event.get("worker_id")))
+                name = self.names.pop(event["task_id"], "")
+                if event.get("actor_id"):
+                    worker = str(event["actor_id"])
+                    self.actors.setdefault(worker, name.split(".")[0] if "." in name else "actor")
+                else:
+                    worker = str(event.get("worker_id"))
                 self.tasks[event["task_id"]] = "running"
                 self.running_on[event["task_id"]] = worker
-                self.workers.add(worker)
+                self.seen.add(worker)
             elif kind == "finished":
                 ok = event.get("state", "FINISHED") == "FINISHED"
                 self.tasks[event["task_id"]] = "finished" if ok else "failed"
@@ -58,8 +66,16 @@ class DashboardState:
             counts[bucket] += 1
         return counts
 
+    def _label(self, key: str) -> str:
+        return actor_names(self.actors).get(key, key)
+
+    @property
+    def workers(self) -> set[str]:
+        """Workers by id, actors as ``Counter …0002``."""
+        return {self._label(k) for k in self.seen}
+
     def busy_workers(self) -> set[str]:
-        return set(self.running_on.values())
+        return {self._label(k) for k in self.running_on.values()}
 
     def store_text(self) -> str:
         if self.store_capacity is None:

@@ -15,8 +15,8 @@ from collections import defaultdict
 
 import networkx as nx
 
-from miniray_magics.figures import (STATE_COLOURS, colour_cycle, natural_key, new_figure, png_bytes,
-                                    shorten)
+from miniray_magics.figures import (STATE_COLOURS, actor_names, colour_cycle, natural_key, new_figure,
+                                    png_bytes, shorten)
 from miniray_magics.graph import generations
 
 MAIN_GAP = {"lr": 2.5, "tb": 1.25}    # distance between layers, in layout units
@@ -69,8 +69,10 @@ def layout(graph: nx.DiGraph, direction: str = "lr") -> tuple[dict, dict]:
         depth = max(taken.values())
         first = graph.nodes[calls[0]]
         owner = first["name"].split(".")[0] if "." in first["name"] else "actor"
-        lanes[actor] = (next_lane, f"{owner}\n{str(actor)[:6]}", depth)
+        lanes[actor] = (next_lane, owner, depth)
         next_lane += 1 + 0.75 * (depth - 1)
+    names = actor_names({actor: text for actor, (_, text, _) in lanes.items()})
+    lanes = {a: (lane, names[a].replace(" ", "\n", 1), depth) for a, (lane, _, depth) in lanes.items()}
 
     pos = {}
     for node in graph.nodes:

@@ -24,7 +24,7 @@ def _style(location: str) -> dict:
 def _bar_label(report: MemoryReport, entry) -> str:
     if report.by == "object":
         site = next(iter(entry.call_sites)) if len(entry.call_sites) == 1 else "several sites"
-        return f"{shorten(site, 34)} · {entry.reference_text}"
+        return f"{entry.label} {shorten(site, 30)} · {entry.reference_text}"
     if report.by == "node":
         return f"node {entry.label} · {entry.count} objects"
     return f"{shorten(entry.label, 34)} · {entry.count} object{'s' * (entry.count != 1)}"
@@ -36,7 +36,8 @@ def render_png(report: MemoryReport) -> bytes:
     shown = report.entries[: report.top]
     nodes = report.nodes or [{"node_id": "?", "capacity": report.capacity, "used": report.used,
                               "spilled": report.spilled}]
-    fig = new_figure(10, 1.9 + 0.32 * len(nodes) + 0.36 * max(1, len(shown)))
+    fig = new_figure(10, 1.9 + 0.32 * len(nodes) + 0.36 * max(1, len(shown))
+                     + 0.16 * len(report.reference_legend()))
     top, bottom = fig.subplots(2, 1, height_ratios=[0.5 + len(nodes), 1.2 * max(1, len(shown))])
 
     for i, node in enumerate(nodes):  # in percent of capacity, so a small use still shows
@@ -62,8 +63,11 @@ def render_png(report: MemoryReport) -> bytes:
     top.set_title(report.headline(), fontsize=10)
 
     left = [0.0] * len(shown)
+    largest = max((e.size for e in shown), default=0) / MIB
+    unit, scale = ("MiB", MIB) if largest >= 1 else ("KiB", 1024) if largest * 1024 >= 1 else ("bytes", 1)
+    sliver = max((e.size for e in shown), default=0) / scale * 0.006  # a 5-byte object still shows
     for location in LOCATIONS:
-        rows = [(i, entry.parts[location] / MIB) for i, entry in enumerate(shown)
+        rows = [(i, max(entry.parts[location] / scale, sliver)) for i, entry in enumerate(shown)
                 if entry.parts.get(location)]
         if rows:
             bottom.barh([i for i, _ in rows], [size for _, size in rows],
@@ -75,13 +79,17 @@ def render_png(report: MemoryReport) -> bytes:
     bottom.set_yticks(range(len(shown)), [_bar_label(report, e) for e in shown], fontsize=8)
     bottom.invert_yaxis()
     bottom.set_xlim(0, max(left, default=0) * 1.2 or 1)
-    bottom.set_xlabel("MiB")
+    bottom.set_xlabel(unit)
     more = len(report.entries) - len(shown)
     grouping = {"object": "objects", "node": "nodes", "callsite": "call sites"}[report.by]
     bottom.set_title(f"largest {grouping}" + (f" ({more} more not shown)" if more > 0 else "")
                      if shown else "no live objects", fontsize=10)
     handles = [Patch(label=loc.replace("_", " "), **_style(loc)) for loc in LOCATIONS]
     bottom.legend(handles=handles, loc="lower right", fontsize=8, frameon=False)
+    legend = report.reference_legend()
+    if legend:
+        fig.supxlabel("\n".join(f"{t}: {m}" for t, m in legend.items()), fontsize=8, x=0.01,
+                      ha="left", color="#333333")
     for ax in (top, bottom):
         for side in ("top", "right"):
             ax.spines[side].set_visible(False)

@@ -22,9 +22,9 @@ MAX_LEGEND = 12
 def render_png(data: TimelineData, title: str = "timeline") -> bytes:
     from matplotlib.patches import Patch
 
-    caption = "\n".join(textwrap.wrap(data.caption(), 120))
+    caption = "\n".join(textwrap.wrap(data.caption(), 105))
     rows = data.rows or ["(no workers)"]
-    height = 1.5 + 0.5 * len(rows) + 0.18 * caption.count("\n")
+    height = 1.7 + 0.5 * len(rows) + 0.2 * caption.count("\n")
     fig = new_figure(11, height)
     ax = fig.add_subplot()
     names = list(dict.fromkeys(bar.name for bar in sorted(data.bars, key=lambda b: b.start)))
@@ -61,7 +61,7 @@ def render_png(data: TimelineData, title: str = "timeline") -> bytes:
     ax.set_xlabel("seconds since the first task started")
     for row, y in y_of.items():
         share = data.row_busy(row) / span if data.span else 0.0
-        ax.text(span * 1.01, y, f"{share:.0%}", va="center", fontsize=8, color="#555555")
+        ax.text(span * 1.01, y, f"{share:.0%}", va="center", fontsize=10, color="#555555")
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
     ax.set_title(title, fontsize=11)
@@ -79,8 +79,9 @@ def render_png(data: TimelineData, title: str = "timeline") -> bytes:
                              label="critical path"))
     if handles:
         ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.04, 1.0), frameon=False,
-                  fontsize=8)
-    fig.supxlabel(caption, fontsize=8.5, x=0.01, ha="left", color="#333333")
+                  fontsize=10)
+    ax.tick_params(labelsize=10)
+    fig.supxlabel(caption, fontsize=10, x=0.01, ha="left", color="#333333")
     return png_bytes(fig)
 
 
@@ -89,8 +90,8 @@ def _label_bars(ax, fig, data: TimelineData, y_of: dict, span: float) -> None:
     if len(data.bars) > 60:
         return
     inches_per_second = 8.5 / (span * 1.08)
-    for bar in data.bars:
-        if bar.duration * inches_per_second > 0.06 * len(bar.label) + 0.08:
+    for bar in data.bars:  # 10 pt: readable from the back of a room once projected
+        if bar.duration * inches_per_second > 0.085 * len(bar.label) + 0.1:
             ax.text(bar.start - data.t0 + bar.duration / 2, y_of[bar.row], bar.label,
-                    ha="center", va="center", fontsize=7.5, color="white", zorder=4,
-                    clip_on=True)
+                    ha="center", va="center", fontsize=10, color="white", zorder=4,
+                    clip_on=True, fontweight="bold")

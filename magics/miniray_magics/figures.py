@@ -72,3 +72,21 @@ def shorten(text: str, width: int) -> str:
 def natural_key(text) -> list:
     """Sort ``w2`` before ``w10``."""
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", str(text))]
+
+
+def short_ids(ids, min_len: int = 4) -> dict:
+    """Each id's shortest tail (at least ``min_len`` characters) that no other id in ``ids`` shares.
+
+    miniray's ids share their first characters (the session) and differ at the end (a counter), so
+    the tail tells actors and objects apart where ``id[:6]`` would merge them."""
+    ids = [str(i) for i in dict.fromkeys(ids)]
+    width = min_len
+    while len({i[-width:] for i in ids}) < len(ids) and width < max(map(len, ids), default=0):
+        width += 1
+    return {i: i[-width:] for i in ids}
+
+
+def actor_names(actors: dict) -> dict:
+    """``{actor_id: class name}`` as ``{actor_id: "Sleeper …0002"}``: distinct for every actor."""
+    tails = short_ids(actors)
+    return {a: f"{cls or 'actor'} …{tails[str(a)]}" for a, cls in actors.items()}

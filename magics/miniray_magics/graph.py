@@ -12,7 +12,8 @@ is asked for.
 Nodes are keyed by ``task_id`` (tasks, actor calls, actor creations) or by ``object_id`` (``put``
 objects, and objects from outside the events that a task took as an argument).  Node attributes:
 
-``label``     ``my_function(0)``: the name and the call's index among calls of that name
+``label``     ``my_function #1``: the name and the call's number among calls of that name (from 1,
+              written with ``#`` so it cannot be read as the call's argument)
 ``name``      function or method name as submitted (``Counter.__init__`` is labelled ``Counter(0)``)
 ``kind``      "task" | "actor_method" | "actor_creation" | "put" | "external"
 ``state``     "PENDING" | "RUNNING" | "FINISHED" | "FAILED" | "CANCELLED"; "READY" for objects
@@ -76,6 +77,11 @@ def display_name(name: str) -> str:
     return m.group(1) if m and ("-" in name or name.startswith("(")) else name
 
 
+def call_label(name: str, index: int) -> str:
+    """``add #3``: the third call of ``add`` (``index`` counts from 0)."""
+    return f"{name} #{index + 1}"
+
+
 def graph_of(events: Iterable[dict[str, Any]], max_nodes: int | None = None) -> TaskGraph:
     """The DAG of everything submitted in ``events``; collapsed by function above ``max_nodes``."""
     graph = TaskGraph()
@@ -88,7 +94,7 @@ def graph_of(events: Iterable[dict[str, Any]], max_nodes: int | None = None) -> 
             name = event["name"]
             label_name = display_name(name)
             key = event["task_id"]
-            graph.add_node(key, label=f"{label_name}({numbering[label_name]})", name=name,
+            graph.add_node(key, label=call_label(label_name, numbering[label_name]), name=name,
                            kind=event.get("type", "task"), state="PENDING", worker=None, node=None,
                            actor=event.get("actor_id"), seq=event["seq"], start=None, end=None,
                            error=None, call_site=event.get("call_site"), count=1)
@@ -98,7 +104,7 @@ def graph_of(events: Iterable[dict[str, Any]], max_nodes: int | None = None) -> 
             wanted[key] = list(event.get("deps") or ())
         elif kind == "put":
             key = event["object_id"]
-            graph.add_node(key, label=f"put({numbering['put']})", name="put", kind="put",
+            graph.add_node(key, label=call_label("put", numbering["put"]), name="put", kind="put",
                            state="READY", worker=None, node=event.get("node_id"), actor=None,
                            seq=event["seq"], start=event["ts"], end=event["ts"], error=None,
                            call_site=event.get("call_site"), size=event.get("size"), count=1)
@@ -129,7 +135,7 @@ def _add_edges(graph: TaskGraph, producer: dict[str, str], wanted: dict[str, lis
             if source is None:  # made before these events: show it as an outside input
                 source = oid
                 if oid not in graph:
-                    graph.add_node(oid, label=f"input({externals['input']})", name="input",
+                    graph.add_node(oid, label=call_label("input", externals["input"]), name="input",
                                    kind="external", state="READY", worker=None, node=None,
                                    actor=None, seq=-1, start=None, end=None, error=None,
                                    call_site=None, count=1)

@@ -83,7 +83,7 @@ class MinirayMagics(Magics):
         """Run the cell, then draw the graph of the tasks it submitted.
 
         Nodes are tasks, actor method calls and ``miniray.put`` objects, labelled like
-        ``my_function(0)``; arrows are ObjectRef dependencies.  Each actor's calls sit in their
+        ``my_function #1``; arrows are ObjectRef dependencies.  Each actor's calls sit in their
         own lane.  The cell runs as usual: its output and errors are kept.  The returned
         TaskGraph is a networkx DiGraph that shows itself as a PNG.  Used as a line magic,
         ``%taskgraph`` draws what the latest cell that submitted work submitted.

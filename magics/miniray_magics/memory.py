@@ -17,10 +17,18 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from miniray_magics.figures import fmt_bytes
+from miniray_magics.figures import fmt_bytes, short_ids
 
 LOCATIONS = ("inline", "shared_memory", "spilled")
 GROUPINGS = ("object", "node", "callsite")
+# Ray's names for what keeps an object alive, and what each means for a student.
+REFERENCE_TYPES = {
+    "LOCAL_REFERENCE": "a variable in your program still holds its ObjectRef",
+    "PINNED_IN_MEMORY": "an array you got back is a zero-copy view of it: it stays until that "
+                        "array is gone",
+    "USED_BY_PENDING_TASK": "a task that has not finished yet takes it as an argument",
+    "CAPTURED_IN_OBJECT": "another object in the store holds its ObjectRef",
+}
 
 
 @dataclass
@@ -69,9 +77,12 @@ class MemoryReport:
         head = "".join(f"<th>{html.escape(h)}</th>" for h in self.columns())
         body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>"
                        for row in self.rows())
+        legend = "".join(f"<li><code>{t}</code>: {html.escape(m)}</li>"
+                         for t, m in self.reference_legend().items())
+        legend = f"<ul>{legend}</ul>" if legend else ""
         return (f'<div class="miniray-memory"><img src="data:image/png;base64,{picture}" '
                 f'alt="object store memory"/><table><thead><tr>{head}</tr></thead>'
-                f"<tbody>{body}</tbody></table></div>")
+                f"<tbody>{body}</tbody></table>{legend}</div>")
 
     def _repr_pretty_(self, p, cycle) -> None:
         p.text(self.text())
@@ -100,12 +111,18 @@ class MemoryReport:
             out.append(row)
         return out
 
+    def reference_legend(self) -> dict[str, str]:
+        """What each reference type shown means, in the order of REFERENCE_TYPES."""
+        shown = set().union(*(e.reference_types for e in self.entries)) if self.entries else set()
+        return {t: REFERENCE_TYPES[t] for t in REFERENCE_TYPES if t in shown}
+
     def text(self) -> str:
         table = [self.columns()] + self.rows()
         widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
         lines = [self.headline()]
         lines += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip()
                   for row in table]
+        lines += [f"  {t}: {meaning}" for t, meaning in self.reference_legend().items()]
         return "\n".join(lines)
 
     def save(self, filename: str) -> str:
@@ -129,12 +146,13 @@ def memory_report(objects: list[dict[str, Any]], summary: dict[str, Any], by: st
     if by not in GROUPINGS:
         raise ValueError(f"by must be one of {GROUPINGS}, got {by!r}")
     entries: dict[str, MemoryEntry] = {}
+    tails = short_ids(str(o.get("object_id")) for o in objects) if by == "object" else {}
     for obj in objects:
         if name_site is not None and obj.get("call_site"):
             obj = {**obj, "call_site": name_site(obj["call_site"])}
         if by == "object":
             key = str(obj.get("object_id"))
-            label = key[:12]
+            label = f"…{tails[key]}"
         elif by == "node":
             key = label = str(obj.get("node_id") or "?")[:12]
         else:

@@ -6,7 +6,7 @@
 Pure: the functions take event dicts and return plain data, so they are tested with hand-built
 events.  A bar runs from a task's ``started`` event to its ``finished`` event; a task still running
 ends at ``now``.  Rows are one per worker (``w1``; ``node/w1`` when several nodes ran work) and one
-per actor (``Counter 1a2b3c``).
+per actor (``Counter …0002``: the class and the shortest tail of its id that tells it apart).
 
 Utilisation is busy time over ``slots × span``, where ``slots`` is the larger of the rows drawn and
 the CPUs the caller says the cluster has.  The critical path is the longest chain of ObjectRef
@@ -20,7 +20,7 @@ from typing import Any, Iterable
 
 import networkx as nx
 
-from miniray_magics.figures import natural_key
+from miniray_magics.figures import actor_names, natural_key
 from miniray_magics.graph import display_name, graph_of
 
 
@@ -72,9 +72,10 @@ class TimelineData:
         if not self.bars:
             return "no task ran in this stretch"
         workers = len(self.rows) - len(self.actor_rows)
-        who = f"{workers} worker{'s' * (workers != 1)}"
+        parts = [f"{workers} worker{'s' * (workers != 1)}"] if workers or not self.actor_rows else []
         if self.actor_rows:
-            who += f", {len(self.actor_rows)} actor{'s' * (len(self.actor_rows) != 1)}"
+            parts.append(f"{len(self.actor_rows)} actor{'s' * (len(self.actor_rows) != 1)}")
+        who = ", ".join(parts)
         path = " → ".join(bar.label for bar in self.critical[:5])
         if len(self.critical) > 5:
             path += f" → … ({len(self.critical)} tasks)"
@@ -93,11 +94,14 @@ def timeline_of(events: Iterable[dict[str, Any]], *, slots: int | None = None,
     nodes = {e.get("node_id") for e in events if e["kind"] == "started"}
     open_bars: dict[str, dict] = {}
     raw: list[dict] = []
+    actors = actor_names({e["actor_id"]: _class_of(graph, e) for e in events
+                          if e["kind"] == "started" and e.get("actor_id")})
     for event in events:
         if event["kind"] == "started":
             task = graph.nodes[event["task_id"]] if event["task_id"] in graph else None
             name = task["name"] if task else "task"
-            raw.append(dict(row=_row_of(event, name, len(nodes) > 1), name=display_name(name),
+            row = actors.get(event.get("actor_id")) or _row_of(event, len(nodes) > 1)
+            raw.append(dict(row=row, name=display_name(name),
                             label=task["label"] if task else event["task_id"][:8],
                             start=event["ts"], end=None, state="RUNNING",
                             task_id=event["task_id"], actor=bool(event.get("actor_id"))))
@@ -128,10 +132,12 @@ def timeline_of(events: Iterable[dict[str, Any]], *, slots: int | None = None,
     return data
 
 
-def _row_of(started: dict, name: str, several_nodes: bool) -> str:
-    if started.get("actor_id"):
-        owner = name.split(".")[0] if "." in name else "actor"
-        return f"{owner} {str(started['actor_id'])[:6]}"
+def _class_of(graph, started: dict) -> str:
+    name = graph.nodes[started["task_id"]]["name"] if started["task_id"] in graph else ""
+    return name.split(".")[0] if "." in name else "actor"
+
+
+def _row_of(started: dict, several_nodes: bool) -> str:
     worker = str(started.get("worker_id"))
     return f"{str(started.get('node_id'))[:6]}/{worker}" if several_nodes else worker
 

@@ -12,6 +12,7 @@ import shutil
 
 from miniray import exceptions as exc
 from miniray import runtime as _rt
+from miniray import tracebacks
 from miniray.refs import ObjectRef
 from miniray.runtime import call_site, current_runtime
 
@@ -35,6 +36,7 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None, object_s
     """Start a local runtime (or, later, connect to a cluster); returns its addresses."""
     if unsupported:
         raise TypeError(f"init() got unexpected argument(s) {sorted(unsupported)}.")
+    tracebacks.install()      # uncaught errors show the user's frames, not the runtime's
     if _rt._current is not None:
         if ignore_reinit_error:
             return _info(_rt._current)
@@ -126,7 +128,10 @@ def get(object_refs, *, timeout=None, progress=False):
     if progress and not single:
         from miniray.util.progress import track
         track(refs, wait, timeout=timeout)
-    values = rt.get([r._id for r in refs], timeout)
+    try:
+        values = rt.get([r._id for r in refs], timeout)
+    except KeyboardInterrupt:
+        raise tracebacks.interrupted(f"miniray.get() of {len(refs)} object(s)") from None
     return values[0] if single else values
 
 
@@ -148,7 +153,10 @@ def wait(object_refs, *, num_returns=1, timeout=None, fetch_local=True):
                              f"({len(refs)}).")
     if not refs:
         return [], []
-    ready_ids = set(current_runtime().wait([r._id for r in refs], num_returns, timeout))
+    try:
+        ready_ids = set(current_runtime().wait([r._id for r in refs], num_returns, timeout))
+    except KeyboardInterrupt:
+        raise tracebacks.interrupted(f"miniray.wait() on {len(refs)} object(s)") from None
     ready, not_ready = [], []
     for r in refs:
         (ready if r._id in ready_ids and len(ready) < num_returns else not_ready).append(r)

@@ -11,7 +11,25 @@ from __future__ import annotations
 
 import sys
 
-USAGE = __doc__.split("\n\n", 1)[1]
+USAGE = """\
+commands:
+  slides [--execute] [--check] [NB...]   build the lesson notebooks into slide decks; --check opens
+                                         every slide at projector size and reports what does not fit
+  grade NOTEBOOK                         grade your exercise notebook and say what to do next
+  memory [--address ADDR]                list the objects in a running cluster's object store
+  microbenchmark [--quick]               time miniray side by side with Ray and Dask (if installed)
+  start --head | stop | status           run a head that other drivers and nodes join over TCP
+  slurm script|submit|up ...             run miniray across the nodes of a Slurm job
+
+Run `miniray COMMAND --help` for a command's options."""
+
+
+_PLAIN_HELP = {
+    "memory": "usage: miniray memory [--address ADDR]\n\nPrint the objects in the object store of "
+              "the cluster at ADDR (default: the running head on this machine).",
+    "stop": "usage: miniray stop\n\nStop every miniray head and node started with `miniray start` "
+            "on this machine.",
+}
 
 
 def _memory(argv) -> int:
@@ -37,6 +55,9 @@ def main(argv=None) -> int:
         print("usage: miniray COMMAND [ARGS...]\n\n" + USAGE)
         return 0
     verb, rest = argv[0], argv[1:]
+    if verb in _PLAIN_HELP and ("-h" in rest or "--help" in rest):   # never act on a help request
+        print(_PLAIN_HELP[verb])
+        return 0
     if verb == "slurm":
         from miniray.launchers.slurm import main as run
     elif verb == "slides":
@@ -45,6 +66,8 @@ def main(argv=None) -> int:
         from miniray.grading.cli import main as run
     elif verb == "microbenchmark":
         from miniray.bench.microbenchmark import main as run
+        if "--out" not in rest and not any(a.startswith("--out=") for a in rest):
+            rest = [*rest, "--no-write"]   # the checkout's benchmarks/results/ only on request
     elif verb == "memory":
         run = _memory
     elif verb in ("start", "stop", "status"):

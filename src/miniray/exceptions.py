@@ -11,6 +11,8 @@ Two families, kept apart on purpose (STYLE 6):
 """
 from __future__ import annotations
 
+import sys
+
 
 class RayError(Exception):
     """Base of every miniray error."""
@@ -68,12 +70,24 @@ def format_remote_traceback(frames, exc_only: str) -> str:
     here, so a driver in a notebook shows the lines of its own cells."""
     import linecache
     out = ["Traceback (most recent call last):\n"]
+    shell = getattr(sys.modules.get("IPython"), "get_ipython", lambda: None)()
     for filename, lineno, name, line in frames:
         line = line or linecache.getline(filename, lineno).strip()
-        out.append(f'  File "{filename}", line {lineno}, in {name}\n')
+        cell = _cell_name(shell, filename)   # a notebook cell reads as IPython writes it
+        out.append(f"  {cell}, line {lineno}, in {name}\n" if cell else
+                   f'  File "{filename}", line {lineno}, in {name}\n')
         if line:
             out.append(f"    {line}\n")
     return "".join(out) + exc_only
+
+
+def _cell_name(shell, filename: str) -> str:
+    """``Cell In[9]`` for a file IPython compiled a cell into, else ''."""
+    try:
+        kind, name = shell.compile.format_code_name(filename)
+    except Exception:  # no IPython, an older one, or not a cell
+        return ""
+    return f"{kind} {name}"
 
 
 def _rebuild_task_error(function_name, traceback_str, cause, pid, ip, frames=None, exc_only=""):
@@ -169,5 +183,44 @@ NODE_STOPPED = "The miniray node thread has stopped; call miniray.shutdown() and
 class ObjectRefStreamEndOfStream(RayError, StopIteration):
     pass
 
+
+class InfeasibleResourcesWarning(RuntimeWarning):
+    """A call asks for more resources than any node has; it waits until such a node joins."""
+
+
+def describe_resources(resources: dict) -> str:
+    """``{'CPU': 2.0, 'memory': 17693193011.2}`` as ``2 CPUs and 16.5 GiB of memory``."""
+    parts = []
+    for name, amount in resources.items():
+        if name in ("memory", "object_store_memory"):
+            parts.append(f"{amount / 2**30:.1f} GiB of {name.replace('_', ' ')}")
+        else:
+            plural = "s" if name in ("CPU", "GPU") and amount != 1 else ""
+            parts.append(f"{amount:g} {name}{plural}")
+    if not parts:
+        return "no resources"
+    return ", ".join(parts[:-1]) + (" and " if len(parts) > 1 else "") + parts[-1]
+
+
+def warn_infeasible(name: str, need: dict, total: dict, call_site: str) -> None:
+    """Warn, at the user's own line, that ``name`` cannot run on this cluster as it is."""
+    import warnings
+
+    name = name.removesuffix(".__init__")   # an actor: its class
+    asks = {k: v for k, v in need.items() if v > total.get(k, 0) * (1 + 1e-9)} or need
+    has = {k: total.get(k, 0) for k in asks}
+    knobs = ", ".join(f"{_OPTION.get(k, 'resources={' + repr(k) + ': ...}')}" for k in asks)
+    message = (f"{name} asks for {describe_resources(asks)}, but this cluster has only "
+               f"{describe_resources(has)}, so it waits until a node with enough joins. To run it "
+               f"here, ask for less: {name}.options({knobs}), or give miniray more when you start "
+               "it: miniray.init(num_cpus=..., resources={...}).")
+    filename, _, line = (call_site or "?").rpartition(":")
+    if not line.isdigit():
+        filename, line = call_site or "?", "0"
+    warnings.warn_explicit(message, InfeasibleResourcesWarning, filename or "?", int(line),
+                           module="miniray")
+
+
+_OPTION = {"CPU": "num_cpus=...", "GPU": "num_gpus=...", "memory": "memory=..."}
 
 __all__ = [n for n in list(globals()) if n.endswith("Error") or n == "TaskError"]

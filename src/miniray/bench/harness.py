@@ -244,7 +244,9 @@ def report(args, name: str, data: dict, markdown: str) -> None:
     """Print the table; unless --no-write, save it with the JSON as ``<name>-<date>[-quick]``."""
     print()
     print(markdown)
-    if not args.no_write:
+    if args.no_write:
+        print("(not saved: add --out DIR to keep the JSON and this table)")
+    else:
         stem = f"{name}-{data['date']}" + ("-quick" if args.quick else "")
         paths = write_results(args.out or default_out_dir(), stem, data, markdown)
         print("wrote " + " and ".join(paths))

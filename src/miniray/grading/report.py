@@ -128,7 +128,7 @@ def score_lines(results: list[tuple[str, str, Outcome]], hints: dict[str, str]) 
         statuses = [o.status for _, o in tests if o.status not in ("passed", "skipped")]
         status = "ok" if not statuses else ("NOT DONE" if "not_done" in statuses else statuses[0].upper())
         label = f"Task {task}" if task != "-" else "other"
-        lines.append(f"{label:<10}{passed:>4}/{len(tests):<3}  {status}")
+        lines.append(f"{label:<10}{f'{passed}/{len(tests)}':>8}  {status}")   # under the headers
         if statuses:
             advice.append(f"{label}:")
             shown = set()

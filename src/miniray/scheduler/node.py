@@ -531,11 +531,7 @@ class Node:
             key = (spec.name, tuple(sorted(need.items())))
             if key not in self.warned:
                 self.warned.add(key)
-                warnings.warn(
-                    f"Task {spec.name} asks for {need}, but this cluster only has "
-                    f"{self.state.total}. It cannot run until a node with those resources joins. "
-                    "Lower the request (.options(num_cpus=..., num_gpus=..., resources=...)) or "
-                    "start miniray with more resources.", RuntimeWarning, stacklevel=2)
+                exc.warn_infeasible(spec.name, need, self.state.total, spec.call_site)
         unready = {o for o in spec.deps if not self.store.ready(o)} if spec.deps else set()
         S.submit(self.state, spec, unready)
 

@@ -1,7 +1,11 @@
-"""``miniray slides [--execute] [--output-dir DIR] [NB...]``: build lesson notebooks into decks.
+"""``miniray slides [--execute] [--check] [--output-dir DIR] [NB...]``: lesson notebooks as decks.
 
     notebooks/NN_topic.ipynb --(--execute: nbclient, kernel python3, cwd = notebook folder)-->
         executed copy in memory --RemarkExporter--> DIR/NN_topic.slides.html  (default DIR: slides/)
+    --check: DIR/NN_topic.slides.html --(headless Chromium at 1280x800, check.py)-->
+        problems on stderr, CONTACT_DIR/NN_topic.contact.png (default: a new temporary folder)
+
+``--check`` without ``--execute`` checks the decks already in DIR without rebuilding them.
 
 The source notebooks are stored without outputs and are never written to.  One line is printed per
 deck; the exit status is 0 only when every deck was built.  A failing notebook is reported with
@@ -37,6 +41,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=int, default=DEFAULT_TIMEOUT, metavar="SECONDS",
                    help=f"per-cell time limit with --execute (default: {DEFAULT_TIMEOUT})")
     p.add_argument("--kernel", default="python3", help="kernel name (default: python3)")
+    p.add_argument("--check", action="store_true",
+                   help="open every slide in headless Chromium at 1280x800 and fail when content "
+                        "overflows, a picture is cut or anything is fetched from the network; "
+                        "without --execute, check the decks already in --output-dir")
+    p.add_argument("--contact-dir", metavar="DIR", default=None,
+                   help="where --check writes one contact sheet PNG per deck (default: a new "
+                        "temporary folder, printed)")
     return p
 
 
@@ -51,11 +62,21 @@ def main(argv: list[str]) -> int:
         print(f"miniray slides: no notebooks match {LESSONS_GLOB} under {Path.cwd()}. "
               "Run it from the repository root, or name the notebooks to build.", file=sys.stderr)
         return 2
-    from .exporter import RemarkExporter  # nbconvert loads only when there is work to do
-
     out_dir = Path(args.output_dir)
+    if args.check and not args.execute:
+        return check(notebooks, out_dir, args.contact_dir)
+    from .exporter import BUNDLED_REMARK_JS, ENV_VAR, NO_REMARK_WARNING, RemarkExporter
+
     out_dir.mkdir(parents=True, exist_ok=True)
     exporter = RemarkExporter()
+    try:
+        offline = bool(exporter._remark_script()["js_path"])
+    except FileNotFoundError as exc:  # $MINIRAY_REMARK_JS names a file that is not there
+        print(f"miniray slides: {exc}", file=sys.stderr)
+        return 2
+    if not offline:
+        print(NO_REMARK_WARNING % (exporter.remark_cdn_url, BUNDLED_REMARK_JS, ENV_VAR),
+              file=sys.stderr, flush=True)
     failed = 0
     for nb_path in notebooks:
         try:
@@ -67,7 +88,40 @@ def main(argv: list[str]) -> int:
     if failed:
         print(f"miniray slides: {failed} of {len(notebooks)} notebooks failed; "
               "their decks were not written.", file=sys.stderr)
-    return 1 if failed else 0
+        return 1
+    return check(notebooks, out_dir, args.contact_dir) if args.check else 0
+
+
+def check(notebooks: list[Path], out_dir: Path, contact_dir: str | None) -> int:
+    """Check the decks of ``notebooks`` in ``out_dir``; print one line per deck and each problem."""
+    import tempfile
+
+    from .check import CheckError, check_decks
+
+    decks = [out_dir / f"{nb.stem}.slides.html" for nb in notebooks]
+    missing = [d for d in decks if not d.is_file()]
+    if missing:
+        print(f"miniray slides --check: no deck {missing[0]}: build the decks first "
+              f"(miniray slides --execute --output-dir {out_dir}), or add --execute.",
+              file=sys.stderr)
+        return 2
+    sheets = Path(contact_dir) if contact_dir else Path(tempfile.mkdtemp(prefix="miniray-contact-"))
+    try:
+        results = check_decks(decks, sheets)
+    except CheckError as exc:
+        print(f"miniray slides --check: {exc}", file=sys.stderr)
+        return 2
+    bad = 0
+    for deck, problems in results.items():
+        sheet = sheets / f"{deck.name.removesuffix('.slides.html')}.contact.png"
+        print(f"{'ok    ' if not problems else 'FAILED'} {deck} (contact sheet: {sheet})", flush=True)
+        for problem in problems:
+            print(f"    {problem}", file=sys.stderr)
+        bad += bool(problems)
+    if bad:
+        print(f"miniray slides --check: {bad} of {len(results)} decks do not fit a projector; "
+              "look at their contact sheets.", file=sys.stderr)
+    return 1 if bad else 0
 
 
 def build_one(nb_path: Path, out_dir: Path, exporter, *, execute: bool = False,

@@ -6,8 +6,10 @@
                                   (with remark.js and static/remark.css inlined)
 
 The template writes the markdown; this module chooses what goes around it: where remark.js comes
-from (``remark_js_path``, then ``$MINIRAY_REMARK_JS``, then the Debian and npm install paths, and
-only when none is found the public CDN, with a warning) and how outputs are made safe inside
+from (``remark_js_path``, then ``$MINIRAY_REMARK_JS``, then the copy shipped in ``static/``
+(remark 0.15.0, MIT, see ``static/remark.LICENSE.txt``), then the Debian and npm install paths, and
+only when none is found the public CDN, with a loud warning; the page then shows a notice instead
+of a blank screen when the CDN cannot be reached) and how outputs are made safe inside
 remark's markdown (remark scans the whole text for ``---``, ``.class[`` and backticks before the
 markdown is rendered, so output text is escaped where remark would read it).
 """
@@ -29,8 +31,15 @@ from .structure import data_uri
 HERE = Path(__file__).resolve().parent
 TEMPLATES = HERE / "templates"
 STYLESHEET = HERE / "static" / "remark.css"
+BUNDLED_REMARK_JS = HERE / "static" / "remark.min.js"
 CDN_URL = "https://remarkjs.com/downloads/remark-latest.min.js"
 ENV_VAR = "MINIRAY_REMARK_JS"
+
+NO_REMARK_WARNING = (
+    "\n*** remark.js NOT FOUND: this deck links %s and will show only a notice when presented "
+    "offline. ***\nThe copy miniray ships (%s) is missing: reinstall miniray "
+    "(pip install --force-reinstall miniray), install Debian's libjs-remark-slide, run "
+    "`npm install remark-slide` here, or set $%s to a remark.min.js.")
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
 _IMAGE_MIMES = ("image/png", "image/jpeg", "image/gif", "image/svg+xml")
@@ -43,7 +52,7 @@ _RAW_TEXT_ELEMENT = re.compile(r"(<(style|script)\b.*?</\2\s*>)", re.IGNORECASE 
 def default_search_paths() -> list[str]:
     """Glob patterns where an installed remark.js may live, in the order they are tried."""
     roots = [sys.prefix, "/usr/local", "/usr"]
-    patterns = []
+    patterns = [str(BUNDLED_REMARK_JS)]
     for root in roots:
         patterns += [f"{root}/share/javascript/remark-slide/remark.min.js",
                      f"{root}/share/javascript/remark*/remark*.min.js",
@@ -204,11 +213,9 @@ class RemarkExporter(TemplateExporter):
         """How the deck gets remark.js: inline text, an inline data: URI, or the CDN link."""
         path = find_remark_js(self.remark_js_path, self.remark_js_search)
         if path is None:
-            self.log.warning(
-                "remark.js is not installed, so the deck links %s and needs the network to "
-                "present. Install it (Debian: apt-get install libjs-remark-slide) or set $%s.",
-                self.remark_cdn_url, ENV_VAR)
-            return {"script_text": None, "script_src": self.remark_cdn_url, "js_path": None}
+            self.log.warning(NO_REMARK_WARNING, self.remark_cdn_url, BUNDLED_REMARK_JS, ENV_VAR)
+            return {"script_text": None, "script_src": self.remark_cdn_url, "js_path": None,
+                    "cdn_url": self.remark_cdn_url}
         js = path.read_text(encoding="utf-8")
         if script_is_inline_safe(js):
             return {"script_text": js, "script_src": None, "js_path": str(path)}
