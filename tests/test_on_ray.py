@@ -86,3 +86,42 @@ def test_memory_lists_rays_objects_once_each(magics_on_ray):
 
 def test_dashboard_panel_renders_on_ray(magics_on_ray):
     assert "application/vnd.jupyter.widget-view+json" in outputs(magics_on_ray.cells[5])["mimes"]
+
+
+# ------------------------------------------------------------------------------ Slurm with Ray
+RAY_JOB = """\
+import os, time
+import ray
+ray.init()                                   # joins the job's cluster (RAY_ADDRESS)
+@ray.remote(scheduling_strategy="SPREAD")
+def where(i):
+    time.sleep(0.5)
+    return ray.get_runtime_context().get_node_id()
+alive = [n for n in ray.nodes() if n["Alive"]]
+print("engine:", ray.__name__, "nodes:", len(alive))
+print("used:", len(set(ray.get([where.remote(i) for i in range(8)]))))
+print("address:", os.environ["RAY_ADDRESS"])
+"""
+
+
+@pytest.mark.slurm
+def test_two_node_slurm_job_runs_on_a_real_ray_cluster(slurm_cluster, tmp_path, capsys):
+    """A real 2-node job: `ray start --head` on n1, `ray start --address` on n2, the script on the
+    head sees both nodes and uses both, and the job leaves nothing running."""
+    import re
+    import sys
+
+    from slurm_fixtures import wait_for
+    from test_slurm import job_processes
+
+    from miniray.launchers.slurm import main
+
+    (tmp_path / "job.py").write_text(RAY_JOB)
+    rc = main(["submit", "--engine", "ray", "--nodes", "2", "--cpus-per-task", "1", "--job-name",
+               "miniray-test-ray", "--output", str(tmp_path / "out-%j.txt"), "--wait", "--",
+               sys.executable, str(tmp_path / "job.py")])
+    job_id = re.search(r"submitted job (\d+)", capsys.readouterr().out).group(1)
+    text = (tmp_path / f"out-{job_id}.txt").read_text()
+    assert rc == 0, text
+    assert "engine: ray nodes: 2" in text and "used: 2" in text, text
+    assert wait_for(lambda: not job_processes(job_id), timeout=60), job_processes(job_id)
