@@ -1,200 +1,37 @@
-"""The magics' door into real Ray: Ray's state API and profile events, read as miniray's event log.
+"""The magics' door into real Ray, and the door that picks between miniray and Ray.
 
-    magic ──► EngineSource ──► miniray running?  RuntimeSource (miniray.events, miniray.util.state)
-                          └──► ray running?      RaySource ──► ray.util.state.list_tasks(detail=True)
-                                                            ├─► ray.util.state.list_objects(detail=True)
-                                                            └─► ray.cluster_resources()
+    magic ──► EngineSource ──► miniray initialized?  RuntimeSource (miniray.events, miniray.util.state)
+                          └──► ray initialized?      RaySource = miniray.util.ray_events.RayEventLog
+                                                                 + UsageErrors for the student
 
-Every picture is drawn from event dicts shaped as ``miniray.events`` documents them (submitted,
-started, finished, put).  Ray keeps no such log, so :class:`RaySource` makes one: each refresh lists
-Ray's tasks and objects and appends a row for every transition it has not seen yet (a task's
-submission, its ``task:execute`` profile span from Ray's own timeline data, its end; a ``put``
-object).  Rows are only ever appended, so ``seq`` and ``cursor()`` mean what they mean on miniray.
-
-What Ray does not expose, the pictures say instead of guessing:
-
-* **dependency arrows**: Ray's task records do not list the ObjectRefs a task took, so a task graph
-  on Ray has nodes and lanes but no arrows (its title says so);
-* **call sites**: Ray records where an object was made only with ``RAY_record_ref_creation_sites=1``
-  set before ``ray.init()``; otherwise the memory picture says "call sites off".
-
-Ray reports task events to its control store about once a second, so a picture taken right after a
-cell waits up to ``settle_s`` for the cell's tasks to show up.  State owned: the synthesized log
-(``_log``), the keys already logged (``_seen``) and the time of the last refresh.  Ray's state API
-needs ``ray[default]`` (its dashboard process); without it, the magics say how to install it.
+The event rows come from :mod:`miniray.util.ray_events`, which the grader uses too.  What Ray does
+not expose, the pictures say instead of guessing: a task graph on Ray has no arrows (Ray does not
+record which ObjectRefs a task took) and says so in its title; ``%memory`` shows "call sites off"
+unless ``RAY_record_ref_creation_sites=1`` was set before ``ray.init()``.
 """
 from __future__ import annotations
 
 import sys
-import time
-from typing import Any
 
 from IPython.core.error import UsageError
 
-INLINE_LIMIT = 100 * 1024          # Ray keeps objects up to 100 KiB in the owner's memory
-PUT_INDEX_FLOOR = 100_000_000      # Ray numbers put objects above its maximum task returns
-KIND_OF_TYPE = {"NORMAL_TASK": "task", "ACTOR_TASK": "actor_method",
-                "ACTOR_CREATION_TASK": "actor_creation"}
-END_STATES = {"FINISHED": "FINISHED", "FAILED": "FAILED"}
+from miniray.util.ray_events import RayEventLog, RayStateUnavailable, ray_running
+
 NOTE_NO_EDGES = "on Ray: arrows not drawn (Ray does not record which ObjectRefs a task took)"
-NEEDS_DEFAULT = ("the magics read Ray's state API, which needs Ray's dashboard: "
-                 "pip install 'ray[default]', then restart the kernel and call ray.init() again")
 
 
-def ray_running() -> bool:
-    """True when ``ray`` is imported and initialized (never imports Ray itself)."""
-    ray = sys.modules.get("ray")
-    try:
-        return bool(ray is not None and ray.is_initialized())
-    except Exception:
-        return False
-
-
-def is_put_object(object_id: str) -> bool:
-    """Ray's ObjectID is the task id (24 bytes) and a little-endian 4-byte index."""
-    try:
-        return int.from_bytes(bytes.fromhex(object_id[-8:]), "little") > PUT_INDEX_FLOOR
-    except ValueError:
-        return False
-
-
-class RaySource:
-    """Reads a running Ray through its public state API; see the module docstring."""
-
-    engine = "ray"
-    settle_s = 2.5           # Ray flushes task events about once a second
-    refresh_s = 0.2          # at most one listing of Ray's state per this many seconds
-
-    def __init__(self):
-        self._log: list[dict[str, Any]] = []
-        self._seen: set[tuple] = set()
-        self._last = 0.0
-        self._objects: list[dict[str, Any]] = []
-
-    # -- the RuntimeSource interface ------------------------------------------------------
-    def initialized(self) -> bool:
-        return ray_running()
+class RaySource(RayEventLog):
+    """Ray's state for the magics: the event log of :class:`RayEventLog`, errors as UsageError."""
 
     def require(self, magic: str) -> None:
         if not ray_running():
             raise UsageError(f"Ray is not initialized: call ray.init() first, then run %{magic} again")
 
-    def cursor(self) -> int:
-        self._refresh()
-        return len(self._log)
-
-    def events(self, since: int = 0) -> list[dict[str, Any]]:
-        self._refresh()
-        return [dict(e) for e in self._log[since:]]
-
-    def list_objects(self) -> list[dict[str, Any]]:
-        self._refresh(force=True)
-        return [dict(o) for o in self._objects]
-
-    def memory_summary(self) -> dict[str, Any]:
-        import ray
-
-        objects = self.list_objects()
-        capacity = int(ray.cluster_resources().get("object_store_memory", 0) or 0)
-        used = sum(o["object_size"] for o in objects if o["location"] == "shared_memory")
-        node = {"node_id": "ray", "capacity": capacity, "used": used, "spilled": 0}
-        return {"nodes": [node], "capacity": capacity, "used": used, "spilled": 0,
-                "num_objects": len(objects)}
-
-    def num_cpus(self) -> int:
-        import ray
-
-        return int(ray.cluster_resources().get("CPU", 0) or 0)
-
-    def wait_for(self, since: int, timeout: float | None = None) -> None:
-        """Until every task logged since ``since`` has ended, or ``timeout`` (``settle_s``)."""
-        deadline = time.monotonic() + (self.settle_s if timeout is None else timeout)
-        while time.monotonic() < deadline:
-            self._refresh(force=True)
-            rows = self._log[since:]
-            started = {e["task_id"] for e in rows if e["kind"] == "submitted"}
-            ended = {e["task_id"] for e in rows if e["kind"] == "finished"}
-            if started and started <= ended:
-                return
-            time.sleep(0.2)
-
-    # -- making the log ---------------------------------------------------------------------
     def _refresh(self, force: bool = False) -> None:
-        now = time.monotonic()
-        if not force and now - self._last < self.refresh_s:
-            return
-        self._last = now
-        if not ray_running():
-            return
         try:
-            from ray.util.state import list_objects, list_tasks
-            tasks = list_tasks(detail=True, limit=10_000, raise_on_missing_output=False)
-            objects = list_objects(detail=True, limit=10_000, raise_on_missing_output=False)
-        except ImportError as exc:
-            raise UsageError(f"{NEEDS_DEFAULT} ({exc})")
-        except Exception as exc:   # the dashboard is not running: ray.util.state's own error
-            if "dashboard" in str(exc).lower() or "ray[default]" in str(exc):
-                raise UsageError(NEEDS_DEFAULT)
-            raise
-        for task in sorted((_as_dict(t) for t in tasks), key=_first_ms):
-            self._log_task(task)
-        self._objects = self._log_objects([_as_dict(o) for o in objects])
-
-    def _add(self, key: tuple, row: dict[str, Any]) -> None:
-        if key in self._seen:
-            return
-        self._seen.add(key)
-        row["seq"] = len(self._log)
-        self._log.append(row)
-
-    def _log_task(self, t: dict[str, Any]) -> None:
-        kind = KIND_OF_TYPE.get(t.get("type"))
-        if kind is None:                       # the driver's own task
-            return
-        tid, attempt = t["task_id"], t.get("attempt_number", 0)
-        states = {e["state"]: e["created_ms"] / 1000 for e in t.get("events") or []}
-        name = t.get("func_or_class_name") or t.get("name") or "?"
-        if kind == "actor_creation" and not name.endswith("__init__"):
-            name = f"{name}.__init__"
-        self._add((tid, attempt, "submitted"), {
-            "kind": "submitted", "ts": _first_ms(t) / 1000, "task_id": tid, "name": name,
-            "type": kind, "actor_id": t.get("actor_id"), "deps": (), "returns": (),
-            "call_site": "", "resources": t.get("required_resources") or {}})
-        span = _execute_span(t)
-        start = span[0] if span else states.get("RUNNING")
-        worker = (t.get("worker_id") or "")[:8] or None
-        if start is not None:
-            self._add((tid, attempt, "started"), {
-                "kind": "started", "ts": start, "task_id": tid, "worker_id": worker,
-                "pid": t.get("worker_pid"), "node_id": t.get("node_id"), "actor_id": t.get("actor_id")})
-        state = END_STATES.get(t.get("state"))
-        if state is not None:
-            end = span[1] if span else states.get(t["state"], start or time.time())
-            self._add((tid, attempt, "finished"), {
-                "kind": "finished", "ts": end, "task_id": tid, "state": state,
-                "error": t.get("error_type"), "worker_id": worker, "pid": t.get("worker_pid")})
-
-    def _log_objects(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """One row per object (Ray lists one per process holding a reference)."""
-        by_id: dict[str, dict[str, Any]] = {}
-        for o in rows:
-            oid, size = o["object_id"], int(o.get("object_size") or 0)
-            if size < 0 or o.get("reference_type") == "ACTOR_HANDLE":   # a handle, not data
-                continue
-            site = o.get("call_site") or ""
-            site = "" if site == "disabled" else site
-            entry = by_id.setdefault(oid, {
-                "object_id": oid, "object_size": size, "reference_type": o.get("reference_type"),
-                "location": "shared_memory" if size > INLINE_LIMIT else "inline",
-                "node_id": o.get("ip"), "call_site": site or "call sites off", "pid": o.get("pid"),
-                "task_id": None, "state": o.get("task_status")})
-            entry["object_size"] = max(entry["object_size"], size)
-            if is_put_object(oid):
-                self._add((oid, "put"), {
-                    "kind": "put", "ts": time.time(), "object_id": oid, "size": entry["object_size"],
-                    "location": entry["location"], "call_site": site, "pid": o.get("pid"),
-                    "node_id": o.get("ip")})
-        return list(by_id.values())
+            super()._refresh(force)
+        except RayStateUnavailable as exc:
+            raise UsageError(str(exc)) from None
 
 
 class EngineSource:
@@ -225,20 +62,3 @@ class EngineSource:
 
     def __getattr__(self, name: str):
         return getattr(self.current, name)
-
-
-def _as_dict(record) -> dict[str, Any]:
-    return dict(record) if isinstance(record, dict) else dict(vars(record))
-
-
-def _first_ms(t: dict[str, Any]) -> float:
-    stamps = [e["created_ms"] for e in t.get("events") or []]
-    return min(stamps) if stamps else (t.get("creation_time_ms") or time.time() * 1000)
-
-
-def _execute_span(t: dict[str, Any]) -> tuple[float, float] | None:
-    """The ``task:execute`` span of Ray's profile events (what ``ray.timeline()`` draws), in s."""
-    for e in (t.get("profiling_data") or {}).get("events") or []:
-        if e.get("event_name") == "task:execute":
-            return e["start_time"] / 1000, e["end_time"] / 1000
-    return None
