@@ -115,6 +115,7 @@ def shared_runtime():
 def pytest_configure(config):
     config.addinivalue_line("markers", "slurm: needs a real Slurm (started by .ci/run or the fixture)")
     config.addinivalue_line("markers", "notebook: runs real Jupyter kernels")
+    config.addinivalue_line("markers", "ray: needs real Ray (run by .ci/run in its own venv)")
 
 
 from slurm_fixtures import fake_miniray, slurm_cluster  # noqa: E402,F401  (real Slurm for the launcher tests)

@@ -168,6 +168,21 @@ def test_kill_tree_stops_children_too():
     assert wait_for(lambda: not any(alive(p) for p in tree), timeout=10)
 
 
+def test_script_with_engine_ray_starts_ray_with_the_jobs_token():
+    text = render_script(["python", "job.py"], nodes=2, engine="ray")
+    assert "ENGINE=ray " in text
+    assert '"$MINIRAY_RAY_CMD" start --head --port "$MINIRAY_PORT" --temp-dir' in text
+    assert "RAY_AUTH_TOKEN=$MINIRAY_TOKEN" in text
+
+
+    assert "ENGINE=miniray " in render_script(["python", "job.py"], nodes=1)
+
+
+def test_unknown_engine_is_refused():
+    with pytest.raises(SlurmError, match="--engine 'spark': expected one of miniray, ray"):
+        render_script(["python", "job.py"], nodes=1, engine="spark")
+
+
 def test_output_pattern():
     out = slurm._expand_output("logs/%x-%j-%5j-%%.out", "42", "demo", "/w")
     assert out == "/w/logs/demo-42-00042-%.out"

@@ -243,4 +243,6 @@ def _default_title(graph: nx.DiGraph) -> str:
            f"{edges} dependenc{'ies' if edges != 1 else 'y'}"
     if graph.graph.get("collapsed"):
         text += f" (collapsed to {graph.number_of_nodes()} nodes)"
+    if graph.graph.get("note"):
+        text += f"; {graph.graph['note']}"
     return text

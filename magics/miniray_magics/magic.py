@@ -21,6 +21,7 @@ from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 from IPython.display import display
 
+from miniray_magics.ray_source import NOTE_NO_EDGES, EngineSource
 from miniray_magics.source import RuntimeSource
 
 
@@ -35,7 +36,7 @@ class MinirayMagics(Magics):
 
     def __init__(self, shell=None, source: RuntimeSource | None = None):
         super().__init__(shell)
-        self.source = source or RuntimeSource()
+        self.source = source or EngineSource()    # miniray's log, or Ray's state when Ray runs
         self.cell_starts: deque[int] = deque(maxlen=20)
         self.live = None
         if shell is not None:
@@ -52,7 +53,7 @@ class MinirayMagics(Magics):
 
     def _cell_starting(self, info=None) -> None:
         # Cheap, and never starts a runtime: only look if miniray is imported and running.
-        initialized = "miniray" in sys.modules and self.source.initialized()
+        initialized = ("miniray" in sys.modules or "ray" in sys.modules) and self.source.initialized()
         self.cell_starts.append(self.source.cursor() if initialized else 0)
 
     def _cell_events(self) -> list[dict]:
@@ -131,7 +132,11 @@ class MinirayMagics(Magics):
 
     def _settled(self, since: int, quiet: float = 0.05, limit: float = 0.5) -> list[dict]:
         """Events since ``since``, once the log has been quiet for ``quiet`` seconds (results
-        reach the log from the node's thread a moment after ``get`` returns)."""
+        reach the log from the node's thread a moment after ``get`` returns).  On Ray, whose task
+        events arrive about once a second, until the cell's tasks have all been seen to end."""
+        if hasattr(self.source, "wait_for") and getattr(self.source, "engine", "") == "ray":
+            self.source.wait_for(since)
+            return self.source.events(since)
         deadline = time.monotonic() + limit
         count = self.source.cursor()
         while time.monotonic() < deadline:
@@ -147,6 +152,8 @@ class MinirayMagics(Magics):
 
         graph = graph_of(events, max_nodes=args.max_nodes)
         graph.graph.update(layout=args.layout, color=args.color)
+        if getattr(self.source, "engine", "miniray") == "ray":
+            graph.graph["note"] = NOTE_NO_EDGES
         if args.save:
             from miniray_magics.figures import save_png
 
@@ -188,7 +195,7 @@ class MinirayMagics(Magics):
             title = f"%timeline --last {args.last:g}"
         else:
             data = timeline_of(self.source.events(0), slots=slots, now=time.time())
-            title = "%timeline (since miniray.init())"
+            title = "%timeline (since init())"
         chart = Timeline(data, title)
         if args.save:
             chart.save(args.save)

@@ -18,15 +18,33 @@ import time
 from typing import Any, Callable
 
 
+def event_log():
+    """miniray's event log; or, when the submission runs on real Ray, Ray's state read as one
+    (:mod:`miniray.util.ray_events`: the same rows, without dependency edges)."""
+    import miniray
+    from miniray import events as ev
+    from miniray.util import ray_events
+
+    if not miniray.is_initialized() and ray_events.ray_running():
+        if not hasattr(event_log, "ray_log"):
+            event_log.ray_log = ray_events.RayEventLog()
+        return event_log.ray_log
+    return ev
+
+
 def events_during(fn: Callable, *args, settle_s: float = 3.0, **kwargs) -> tuple[Any, list[dict]]:
     """Call ``fn`` and return its result with the events logged meanwhile.
 
     Events reach the driver's log from the node asynchronously, so after the call this waits (up to
-    ``settle_s``) until every task submitted during the call has its ``finished`` event.
+    ``settle_s``) until every task submitted during the call has its ``finished`` event.  Ray
+    reports its task events about once a second: there the wait is Ray's ``settle_s``.
     """
-    from miniray import events as ev
-
+    ev = event_log()
     start = ev.cursor()
+    if hasattr(ev, "wait_for"):                      # Ray
+        result = fn(*args, **kwargs)
+        ev.wait_for(start)
+        return result, ev.events(start)
     result = fn(*args, **kwargs)
     deadline = time.monotonic() + settle_s
     while True:

@@ -107,7 +107,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--tests", help="the graded test file or its folder (default: found by exercise name)")
     parser.add_argument("--timeout", type=float, default=20.0, help="seconds per graded test (default 20)")
     parser.add_argument("--pytest-output", action="store_true", help="also show pytest's own report")
+    parser.add_argument("--engine", choices=("miniray", "ray"), default=None,
+                        help="run the notebook on miniray (default) or on real Ray "
+                             "(also: MINIRAY_ENGINE=ray)")
     args = parser.parse_args(argv)
+    if args.engine:
+        os.environ["MINIRAY_ENGINE"] = args.engine     # the sandbox reads it
     try:
         return grade(args.notebook, args.tests, args.timeout, args.pytest_output)
     except BrokenPipeError:          # `miniray grade nb | head`: the reader left early

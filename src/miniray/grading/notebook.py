@@ -32,6 +32,7 @@ class Cell:
     kind: str           # "code" | "markdown" | "raw"
     source: str
     task: str | None    # "1.2" for cells under a "Task 1.2" heading
+    tags: tuple = ()    # the cell's metadata tags ("miniray-only" cells are left out on Ray)
 
 
 def cell_source(cell: dict) -> str:
@@ -57,7 +58,8 @@ def cells(nb: dict) -> list[Cell]:
             found = TASK_HEADING.findall(src)
             if found:
                 task = found[-1]
-        out.append(Cell(i, c.get("cell_type", "code"), src, task))
+        out.append(Cell(i, c.get("cell_type", "code"), src, task,
+                        tuple(c.get("metadata", {}).get("tags", []))))
     return out
 
 

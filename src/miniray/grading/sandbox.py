@@ -22,6 +22,7 @@ import sys
 import types
 from multiprocessing.connection import Connection
 
+from miniray import engines
 from miniray.grading import notebook
 from miniray.grading.report import Outcome, describe, task_of_test
 
@@ -48,6 +49,7 @@ class Submission:
         self._errors: dict[int, tuple[str | None, BaseException]] = {}   # cell index -> (task, error)
         self._defines: dict[str, int] = {}                                # name -> cell index
         self._task: str | None = None                                     # task of the running test
+        self.engine = engines.engine_name()          # $MINIRAY_ENGINE: miniray, or ray
         sys.modules["__main__"] = self._module
         for cell in notebook.cells(notebook.read_notebook(path)):
             if cell.kind == "code":
@@ -57,6 +59,10 @@ class Submission:
         code = notebook.python_source(cell.source)
         if code is None:
             return
+        if self.engine == "ray":                     # the one-line move, made for the student
+            if engines.ONLY_TAG in cell.tags:
+                return
+            code = engines.to_ray(code)
         under = f", under Task {cell.task}" if cell.task else ""
         filename = f"<cell {cell.index + 1}{under}>"   # what a student reads: position from the top
         linecache.cache[filename] = (len(code), None, code.splitlines(keepends=True), filename)

@@ -9,7 +9,8 @@ in bash lives here as one subcommand each, run as a short-lived process on a nod
     head-ip HOSTS...    -> the head's address        wait-port IP PORT -> head is up, join it
     free-port IP        -> a port free on the head   kill-tree PID     -> stop miniray and children
     wait-port IP PORT   -> head is serving
-    wait-nodes N        -> N nodes joined (needs the cluster runtime)
+    wait-nodes N        -> N nodes joined (needs the cluster runtime: miniray, or Ray with
+                           --engine ray)
 
 Every subcommand prints its answer on stdout, or one line on stderr and exits non-zero.  No state:
 nothing here outlives the command.  Imports nothing from the runtime except in ``wait-nodes``.
@@ -134,12 +135,19 @@ def wait_port(ip: str, port: int, timeout: float, pid: int | None = None) -> int
         delay = min(delay * 1.5, 0.5)
 
 
-def wait_nodes(count: int, timeout: float) -> int:
-    """Wait until the cluster at MINIRAY_ADDRESS reports ``count`` live nodes (0) or time out (2)."""
+def wait_nodes(count: int, timeout: float, engine: str = "miniray") -> int:
+    """Wait until the cluster at MINIRAY_ADDRESS (RAY_ADDRESS for Ray) reports ``count`` live nodes
+    (0) or time out (2).  Ray and miniray answer ``nodes()`` alike."""
     try:
-        import miniray
+        if engine == "ray":
+            import ray as miniray
 
-        miniray.init(address="auto")
+            miniray.init(address=os.environ.get("RAY_ADDRESS") or os.environ["MINIRAY_ADDRESS"],
+                         log_to_driver=False)
+        else:
+            import miniray
+
+            miniray.init(address="auto")
     except Exception as e:  # noqa: BLE001 - any failure only means "could not check"
         print(f"jobtools: cannot ask the cluster for its nodes: {e!r}", file=sys.stderr)
         return 3
@@ -196,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("wait-nodes")
     p.add_argument("count", type=int)
     p.add_argument("--timeout", type=float, default=120)
+    p.add_argument("--engine", choices=("miniray", "ray"), default="miniray")
     sub.add_parser("kill-tree").add_argument("pid", type=int)
     args = parser.parse_args(argv)
     try:
@@ -210,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.cmd == "wait-port":
             return wait_port(args.ip, args.port, args.timeout, args.pid)
         elif args.cmd == "wait-nodes":
-            return wait_nodes(args.count, args.timeout)
+            return wait_nodes(args.count, args.timeout, args.engine)
         elif args.cmd == "kill-tree":
             return kill_tree(args.pid)
     except OSError as e:

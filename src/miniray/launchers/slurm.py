@@ -32,6 +32,7 @@ FINISHED = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "PREEMPT
 _TIME = re.compile(r"^(\d+|\d+:\d\d|\d+:\d\d:\d\d|\d+-\d+|\d+-\d+:\d\d|\d+-\d+:\d\d:\d\d"
                    r"|INFINITE|UNLIMITED)$")
 _MEM = re.compile(r"^\d+[KMGT]?$")
+ENGINES = ("miniray", "ray")
 _WORD = re.compile(r"^[A-Za-z0-9_.,:+=@%/-]+$")
 
 
@@ -72,17 +73,20 @@ def render_script(command: list[str] | str, *, nodes: int = 1, cpus_per_task: in
                   partition: str | None = None, account: str | None = None,
                   job_name: str = "miniray", output: str | None = "miniray-%j.out",
                   env: dict[str, str] | None = None, sbatch_options: list[str] = (),
-                  python_bin: str | None = None) -> str:
+                  python_bin: str | None = None, engine: str = "miniray") -> str:
     """The sbatch script that starts a miniray cluster on ``nodes`` nodes and runs ``command``.
 
     ``command`` is an argument list (or one shell string, run with ``bash -c``).  ``env`` adds
     ``export`` lines.  ``sbatch_options`` adds raw ``#SBATCH`` lines, e.g. ``["--qos=short"]``.
     ``python_bin`` is the directory put first on PATH in the job (default: this interpreter's).
+    ``engine="ray"`` starts a real Ray cluster (``ray start``) instead of miniray's.
     Raises ``SlurmError`` for options Slurm would reject or that would break the script.
     """
     if isinstance(command, str):
         command = ["bash", "-c", command]
     command = list(command)
+    if engine not in ENGINES:
+        raise SlurmError(f"--engine {engine!r}: expected one of {', '.join(ENGINES)}")
     if not command:
         raise SlurmError("missing COMMAND: put the command to run after `--`, for example "
                          "`miniray slurm submit --nodes 2 -- python job.py`")
@@ -121,6 +125,7 @@ def render_script(command: list[str] | str, *, nodes: int = 1, cpus_per_task: in
         "environment": "\n".join(environment),
         "command": shlex.join(command),
         "gpus_per_node": str(gpus),
+        "engine": engine,
     })
 
 
@@ -253,6 +258,8 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument("--nodes", "-N", required=True, metavar="N")
         p.add_argument("--cpus-per-task", "-c", metavar="C", help="CPUs per node")
         p.add_argument("--gpus-per-node", metavar="G", default=0, help="GPUs per node (--gres=gpu:G)")
+        p.add_argument("--engine", choices=ENGINES, default="miniray",
+                       help="the cluster to start: miniray (default) or a real Ray (`ray start`)")
         if action != "up":
             p.add_argument("--mem", metavar="M", help="memory per node, e.g. 8G")
             p.add_argument("--time", "-t", metavar="T", help="time limit, e.g. 1:00:00")
@@ -281,7 +288,8 @@ def main(argv: list[str]) -> int:
                          f"after `--`, as in `miniray slurm submit --nodes 2 -- python job.py`)")
     except SystemExit as e:  # --help, or a usage error already printed by argparse
         return int(e.code or 0)
-    options = {"cpus_per_task": args.cpus_per_task, "gpus_per_node": args.gpus_per_node}
+    options = {"cpus_per_task": args.cpus_per_task, "gpus_per_node": args.gpus_per_node,
+               "engine": args.engine}
     if args.action != "up":
         options.update(nodes=args.nodes, mem=args.mem, time=args.time, partition=args.partition,
                        account=args.account, job_name=args.job_name, output=args.output,

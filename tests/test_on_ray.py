@@ -1,0 +1,127 @@
+"""The road to real Ray: the magics in a real kernel against real Ray.
+
+These tests run only where Ray itself is installed (``.ci/run`` makes a separate venv with
+``ray[default]`` and miniray, and runs ``pytest -m ray`` there); elsewhere they are skipped with
+the reason.  Ray starts in 5-10 s on this machine, so each test module starts it once.
+"""
+from __future__ import annotations
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+from nbformat.v4 import new_code_cell, new_notebook
+
+ray = pytest.importorskip("ray", reason="real Ray is not installed here: .ci/run's Ray leg "
+                                        "installs it in its own venv (pip install 'ray[default]')")
+pytestmark = [pytest.mark.ray, pytest.mark.notebook]
+
+
+def run_cells(*sources: str) -> nbformat.NotebookNode:
+    nb = new_notebook(cells=[new_code_cell(s) for s in sources])
+    NotebookClient(nb, timeout=180, kernel_name="python3").execute()
+    return nb
+
+
+def outputs(cell) -> dict:
+    """Plain text (streams and results) and the MIME types a cell showed."""
+    text, mimes = [], set()
+    for out in cell.outputs:
+        if out.output_type == "stream":
+            text.append(out.text)
+        elif out.output_type == "error":
+            raise AssertionError(f"{out.ename}: {out.evalue}")
+        else:
+            mimes.update(out.get("data", {}))
+            text.append(out.get("data", {}).get("text/plain", ""))
+    return {"text": "".join(text), "mimes": mimes}
+
+
+@pytest.fixture(scope="module")
+def magics_on_ray():
+    return run_cells(
+        "import ray, time\nray.init(num_cpus=2)\n%load_ext miniray_magics",
+        "@ray.remote\ndef square(x):\n    time.sleep(0.1)\n    return x * x\n\n"
+        "@ray.remote\nclass Counter:\n    def __init__(self):\n        self.n = 0\n"
+        "    def add(self):\n        self.n += 1\n        return self.n\n\n"
+        "c = Counter.remote()\nbig = ray.put(b'x' * 300_000)\nsmall = ray.put(5)",
+        "%%taskgraph\nray.get([square.remote(i) for i in range(4)] + [c.add.remote()])",
+        "%timeline",
+        "%memory",
+        "%dashboard",
+        "ray.shutdown()",
+    )
+
+
+def test_taskgraph_draws_the_cells_tasks_from_rays_state(magics_on_ray):
+    out = outputs(magics_on_ray.cells[2])
+    assert "image/png" in out["mimes"]
+    assert "4 × square" in out["text"] and "Counter.add" in out["text"], out["text"]
+    assert "finished" in out["text"]
+
+
+def test_taskgraph_on_ray_says_it_cannot_draw_arrows():
+    nb = run_cells("import ray\nray.init(num_cpus=1)\n%load_ext miniray_magics",
+                   "@ray.remote\ndef one():\n    return 1\n"
+                   "@ray.remote\ndef plus(x):\n    return x + 1",
+                   "%%taskgraph\ng = ray.get(plus.remote(one.remote()))",
+                   "graph = _\nfrom miniray_magics.draw_graph import _default_title\n"
+                   "print(graph.number_of_edges(), '|', _default_title(graph))",
+                   "ray.shutdown()")
+    text = outputs(nb.cells[3])["text"]
+    assert text.startswith("0 |") and "arrows not drawn" in text, text
+
+
+def test_timeline_has_a_row_per_worker_and_the_actor(magics_on_ray):
+    out = outputs(magics_on_ray.cells[3])
+    assert "image/png" in out["mimes"]
+    assert "Counter" in out["text"] and "6 tasks" in out["text"], out["text"]
+
+
+def test_memory_lists_rays_objects_once_each(magics_on_ray):
+    out = outputs(magics_on_ray.cells[4])
+    assert "image/png" in out["mimes"] and "text/html" in out["mimes"]
+    assert "293.0 KiB" in out["text"], out["text"]        # the 300,000-byte put, in shared memory
+    assert "-1 B" not in out["text"]                       # actor handles are not objects
+
+
+def test_dashboard_panel_renders_on_ray(magics_on_ray):
+    assert "application/vnd.jupyter.widget-view+json" in outputs(magics_on_ray.cells[5])["mimes"]
+
+
+# ------------------------------------------------------------------------------ Slurm with Ray
+RAY_JOB = """\
+import os, time
+import ray
+ray.init()                                   # joins the job's cluster (RAY_ADDRESS)
+@ray.remote(scheduling_strategy="SPREAD")
+def where(i):
+    time.sleep(0.5)
+    return ray.get_runtime_context().get_node_id()
+alive = [n for n in ray.nodes() if n["Alive"]]
+print("engine:", ray.__name__, "nodes:", len(alive))
+print("used:", len(set(ray.get([where.remote(i) for i in range(8)]))))
+print("address:", os.environ["RAY_ADDRESS"])
+"""
+
+
+@pytest.mark.slurm
+def test_two_node_slurm_job_runs_on_a_real_ray_cluster(slurm_cluster, tmp_path, capsys):
+    """A real 2-node job: `ray start --head` on n1, `ray start --address` on n2, the script on the
+    head sees both nodes and uses both, and the job leaves nothing running."""
+    import re
+    import sys
+
+    from slurm_fixtures import wait_for
+    from test_slurm import job_processes
+
+    from miniray.launchers.slurm import main
+
+    (tmp_path / "job.py").write_text(RAY_JOB)
+    rc = main(["submit", "--engine", "ray", "--nodes", "2", "--cpus-per-task", "1", "--job-name",
+               "miniray-test-ray", "--output", str(tmp_path / "out-%j.txt"), "--wait", "--",
+               sys.executable, str(tmp_path / "job.py")])
+    job_id = re.search(r"submitted job (\d+)", capsys.readouterr().out).group(1)
+    text = (tmp_path / f"out-{job_id}.txt").read_text()
+    assert rc == 0, text
+    assert "engine: ray nodes: 2" in text and "used: 2" in text, text
+    assert wait_for(lambda: not job_processes(job_id), timeout=60), job_processes(job_id)
