@@ -884,7 +884,7 @@ class Node:
         self.allocs.setdefault(client.holder, set()).add(off)
         client.deliver([("reply", rid, True, off)])
 
-    def _req_cancel(self, client, rid, oid, force):
+    def _req_cancel(self, client, rid, oid, force, recursive=True):
         tid = oid[:-2]
         spec = self.state.specs.get(tid)
         if spec is not None and tid not in self.state.placed:
@@ -896,7 +896,7 @@ class Node:
             if force:
                 self._kill_worker(wid)
             else:
-                self.conns[wid].deliver([("cancel", tid)])
+                self.conns[wid].deliver([("cancel", tid, recursive)])
         else:
             self.actors.cancel(tid)
         client.deliver([("reply", rid, True, None)])
@@ -924,6 +924,9 @@ class Node:
 
     def _req_get_actor(self, client, rid, name, namespace):
         client.deliver([("reply", rid, True, self.actors.lookup(name, namespace))])
+
+    def _req_named_actors(self, client, rid, namespace, all_namespaces):
+        client.deliver([("reply", rid, True, self.actors.named(namespace, all_namespaces))])
 
     def _req_kill(self, client, rid, actor_id, no_restart):
         self.actors.kill(actor_id, no_restart)

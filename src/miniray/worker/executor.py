@@ -7,7 +7,10 @@ belongs to that actor for life), or an actor method.  Actors choose how calls ru
   async (any ``async def``)   one event loop thread; up to max_concurrency calls interleave
 
 Errors become a RayTaskError holding the user's exception and the traceback of the user's frames
-only; the driver re-raises it as both types.  Cancel (not forced) raises KeyboardInterrupt in the
+only; the driver re-raises it as both types.  ``exit_actor()`` (exceptions.ActorExit) is not an
+error: the actor's shutdown hooks run (``__ray_shutdown__``, ``__del__``, atexit), the call's ref
+raises ActorDiedError, no further call runs here, and the node ends the actor for good.
+``end_actor`` runs the same hooks when the node ends the actor (last handle gone, shutdown).  Cancel (not forced) raises KeyboardInterrupt in the
 call via SIGINT, only if that call is still the one running.
 """
 from __future__ import annotations
@@ -66,6 +69,16 @@ class CallContext:
     def __init__(self, spec, node_id, gpus):
         self.task_id, self.actor_id, self.node_id = spec.task_id, spec.actor_id, node_id
         self.gpu_ids, self.name, self.cancelled = list(gpus), spec.name, False
+        self.spec, self.executor = spec, None
+        self.children: list = []        # return refs of the tasks this call submitted (cancel recursive)
+
+
+def _ready():
+    return True
+
+
+def _terminate():
+    raise exc.ActorExit("__ray_terminate__ was called")
 
 
 class Executor:
@@ -85,6 +98,12 @@ class Executor:
         self._started: list = []
         self._started_lock = threading.Lock()
         self.cancelled: set = set()
+        self.running: dict = {}         # task id -> CallContext of each call running now
+        self.exiting = False            # exit_actor() ran: no further call runs here
+        self.restarted = False          # this actor's constructor runs again after a crash
+        self._omp_set = "OMP_NUM_THREADS" not in os.environ   # the user's own setting wins
+        if self._omp_set:
+            os.environ["OMP_NUM_THREADS"] = "1"                # as Ray: a task gets its CPUs' worth
         signal.signal(signal.SIGINT, self._on_sigint)
         rt.context_of = self.context
         rt.blocking = self.blocking
@@ -124,7 +143,12 @@ class Executor:
         if ctx is not None and ctx.task_id in self.cancelled:
             raise KeyboardInterrupt
 
-    def cancel(self, tid):
+    def cancel(self, tid, recursive=True):
+        """Cancel a call here (see the module docstring); ``recursive``: the tasks it submitted too,
+        each cancelled through the node as ``miniray.cancel`` would."""
+        running = self.running.get(tid)
+        if recursive and running is not None and running.children:
+            self.rt.send([("req", -1, "cancel", (oid, False, True)) for oid in running.children])
         self.cancelled.add(tid)
         ctx = self.current
         if ctx is not None and ctx.task_id == tid:
@@ -146,6 +170,8 @@ class Executor:
     def run(self, spec, blob, descs, gpus):
         if blob is not None:
             self.fns[spec.fn_id] = blob
+        if self.exiting:                # the node fails these calls as it ends the actor
+            return
         if spec.type == "actor_method" and self.loop is not None:
             asyncio.run_coroutine_threadsafe(self._run_async(spec, descs), self.loop)
         elif spec.type == "actor_method" and self.pool is not None:
@@ -155,7 +181,8 @@ class Executor:
 
     def _run(self, spec, descs, gpus):
         ctx = CallContext(spec, self.node_id, gpus)
-        self._local.ctx = ctx
+        ctx.executor = self
+        self._local.ctx = self.running[spec.task_id] = ctx
         if self.sequential:
             self.current = ctx
         start = time.time()
@@ -172,10 +199,13 @@ class Executor:
             result = self._store(spec, value, start)
         except KeyboardInterrupt:
             result = self._failed(spec, exc.TaskCancelledError(spec.task_id), start, cancelled=True)
+        except exc.ActorExit:
+            result = self._exit_actor(spec, start)
         except BaseException as err:  # the user's code failed: report it, stay alive
             result = self._error(spec, err, start)
         finally:
             self.current = None
+            self.running.pop(spec.task_id, None)
             if env:
                 self._exit_env(env)
         self.cancelled.discard(spec.task_id)
@@ -191,7 +221,8 @@ class Executor:
             start = time.time()
             self.rt.send([("started", spec.task_id, start)])
             ctx = CallContext(spec, self.node_id, self.actor_gpus)
-            self._local.ctx = ctx
+            ctx.executor = self
+            self._local.ctx = self.running[spec.task_id] = ctx
             try:
                 args, kwargs, _ = self._resolve(spec, descs)
                 value = getattr(self.instance, spec.fn_id)(*args, **kwargs)
@@ -202,12 +233,16 @@ class Executor:
                 result = self._store(spec, value, start)
             except asyncio.CancelledError:
                 result = self._failed(spec, exc.TaskCancelledError(spec.task_id), start, cancelled=True)
+            except exc.ActorExit:
+                result = self._exit_actor(spec, start)
             except BaseException as err:
                 result = self._error(spec, err, start)
+            self.running.pop(spec.task_id, None)
             self.rt.send([("done", spec.task_id, result)])
 
     def _target(self, spec):
         if spec.type == "task":
+            self.rt.namespace = spec.options.get("job_ns", "default")   # for get_actor in the task
             fn = self.fns[spec.fn_id]
             if isinstance(fn, bytes):
                 fn = self.fns[spec.fn_id] = pickle.loads(fn)
@@ -215,13 +250,47 @@ class Executor:
         if spec.type == "actor_creation":
             cls = pickle.loads(self.fns[spec.fn_id])
             return lambda *a, **k: self._become_actor(spec, cls, a, k)
+        if spec.fn_id in ("__ray_ready__", "__ray_terminate__"):
+            return _ready if spec.fn_id == "__ray_ready__" else _terminate
         return getattr(self.instance, spec.fn_id)
+
+    # -- the actor's life -------------------------------------------------------------------------
+    def _exit_actor(self, spec, start) -> Result:
+        """exit_actor() was called in this call: end the actor on purpose (see the docstring)."""
+        self.exiting = True
+        self.end_actor()
+        what = "its constructor" if spec.type == "actor_creation" else spec.name
+        err = exc.ActorDiedError(f"The actor {spec.name.split('.')[0]} exited on purpose: exit_actor() was "
+                                 f"called in {what}. Calls after it fail; create a new actor to go on.")
+        return self._failed(spec, err, start, name="ActorExit")
+
+    def end_actor(self) -> None:
+        """The actor ends gracefully: its ``__ray_shutdown__``, then ``__del__`` (its last reference
+        goes), then the process's atexit handlers.  A hook that raises is reported, not fatal."""
+        instance, self.instance = self.instance, None
+        try:
+            hook = getattr(instance, "__ray_shutdown__", None)
+            if hook is not None:
+                hook()
+        except Exception:
+            traceback.print_exc()
+        del instance, hook
+        import atexit
+        import gc
+        gc.collect()
+        atexit._run_exitfuncs()
+        sys.stdout.flush()
+        sys.stderr.flush()
 
     def _become_actor(self, spec, cls, args, kwargs):
         self.actor_spec = spec
         self.actor_gpus = list(self.context().gpu_ids)
         env = spec.options.get("env_vars") or {}
         os.environ.update(env)
+        self.rt.namespace = spec.options.get("job_ns", "default")
+        self.restarted = spec.attempt > 0
+        if self._omp_set:
+            os.environ["OMP_NUM_THREADS"] = str(max(1, int(spec.resources.get("CPU", 1))))
         if self.actor_gpus:
             os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, self.actor_gpus))
         is_async = any(inspect.iscoroutinefunction(m) or inspect.isasyncgenfunction(m)
@@ -258,27 +327,41 @@ class Executor:
 
     def _stream(self, spec, gen):
         """Put each yielded value as its own object right away; return refs to all of them.
-        If the generator raises, the items before the error stay alive: the error captures them."""
-        from miniray.generators import ObjectRefGenerator
+        If the generator raises, the items before the error stay alive: the error captures them
+        (streaming), or the error becomes the generator's last ref (dynamic, as in Ray)."""
         refs = []
         try:
             for item in gen:
                 self._stream_item(spec, refs, item)
-        except BaseException as err:
-            err.__miniray_items__ = [r.hex() for r in refs]
-            raise
-        return ObjectRefGenerator(refs)
+        except Exception as err:
+            return self._stream_failed(spec, refs, err)
+        return self._stream_end(refs)
 
     async def _stream_async(self, spec, agen):
-        from miniray.generators import ObjectRefGenerator
         refs = []
         try:
             async for item in agen:
                 self._stream_item(spec, refs, item)
-        except BaseException as err:
+        except Exception as err:
+            return self._stream_failed(spec, refs, err)
+        return self._stream_end(refs)
+
+    @staticmethod
+    def _stream_end(refs):
+        from miniray.generators import DynamicObjectRefGenerator
+        return DynamicObjectRefGenerator(refs)
+
+    def _stream_failed(self, spec, refs, err):
+        if spec.num_returns != "dynamic":
             err.__miniray_items__ = [r.hex() for r in refs]
-            raise
-        return ObjectRefGenerator(refs)
+            raise err
+        from miniray.generators import item_id
+        from miniray.refs import ObjectRef
+        oid = item_id(spec.task_id, len(refs))
+        refs.append(ObjectRef(oid))
+        blob = self._error(spec, err, time.time()).values[0][1]
+        self.rt.send([("put", oid, blob, (), spec.call_site)])
+        return self._stream_end(refs)
 
     def _stream_item(self, spec, refs, item):
         from miniray.generators import item_id
@@ -287,15 +370,39 @@ class Executor:
         refs.append(ObjectRef(oid))
         self.rt.put_serialized(oid, serialize(item), spec.call_site)
 
-    def _store(self, spec, value, start) -> Result:
-        n = spec.num_returns
-        if n in ("streaming", "dynamic") and type(value).__name__ == "ObjectRefGenerator":
+    def _yields(self, spec, gen, start):
+        """A generator called with an int num_returns: its first n yields are the n return values;
+        if it raises or stops early, the refs it did not reach hold that error (as in Ray)."""
+        n, values = spec.num_returns, []
+        try:
+            for item in gen:
+                if len(values) == n:
+                    break
+                values.append(item)
+            if len(values) < n:
+                raise ValueError(f"{spec.name} yielded {len(values)} value(s), but num_returns={n}. "
+                                 f"Yield exactly {n} values, or use num_returns='streaming'.")
+        except Exception as err:
+            failed = self._error(spec, err, start)
+            good = self._store(spec, values[0] if len(values) == 1 else values, start, n=len(values))
+            failed.values[:len(values)] = good.values
+            return failed
+        return None, values
+
+    def _store(self, spec, value, start, n=None) -> Result:
+        n = spec.num_returns if n is None else n
+        if n in ("streaming", "dynamic") and type(value).__name__ == "DynamicObjectRefGenerator":
             n = 1   # an async generator already streamed by _run_async
         elif n in ("streaming", "dynamic"):
             if not inspect.isgenerator(value):
                 raise TypeError(f"{spec.name} was called with num_returns={n!r} but returned "
                                 f"{type(value).__name__}, not a generator. Use yield, or drop num_returns.")
             value, n = self._stream(spec, value), 1
+        elif n != 1 and inspect.isgenerator(value):
+            partial = self._yields(spec, value, start)
+            if isinstance(partial, Result):
+                return partial
+            value = partial[1]
         if n == 1:
             values = [value]
         elif n == 0:
@@ -352,9 +459,12 @@ class Executor:
     # -- per-call environment ---------------------------------------------------------------------
     def _enter_env(self, spec, gpus):
         """Set a task's env_vars and GPUs for the call; returns what to restore (None: nothing)."""
-        if spec.type != "task" or not (gpus or spec.options):
+        cpus = spec.resources.get("CPU", 1)
+        if spec.type != "task" or not (gpus or spec.options or cpus != 1):
             return None
         changes = dict(spec.options.get("env_vars") or {})
+        if self._omp_set and cpus != 1:
+            changes["OMP_NUM_THREADS"] = str(max(1, int(cpus)))
         if gpus and spec.type == "task":
             changes["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, gpus))
         saved = {k: os.environ.get(k) for k in changes}

@@ -1,0 +1,122 @@
+"""Generator tasks as Ray documents them (ray-core/tasks/generators, ray-core/ray-generator):
+an int num_returns maps each yield to its own ref, with partial failures; "dynamic" gives one ref
+to a DynamicObjectRefGenerator whose last ref holds an error; a streaming generator that raised
+gives the error as one more ref, then ends; get and wait take a streaming generator."""
+from __future__ import annotations
+
+import pytest
+
+import miniray as ray
+from miniray import exceptions as exc
+
+
+@ray.remote(num_returns=3)
+def three_then_fail(k):
+    for i in range(k):
+        yield i * 10
+    raise ValueError(f"stopped after {k}")
+
+
+@ray.remote(num_returns=3)
+def yields(k):
+    yield from range(k)
+
+
+@ray.remote
+def stream_then_fail(k):
+    for i in range(k):
+        yield i
+    raise KeyError("mid-stream")
+
+
+@ray.remote
+def plain():
+    return "value"
+
+
+def test_int_num_returns_maps_each_yield_to_its_own_ref(rt):
+    refs = yields.remote(3)
+    assert isinstance(refs, list) and len(refs) == 3
+    assert ray.get(refs, timeout=30) == [0, 1, 2]
+
+
+def test_int_num_returns_partial_failure_keeps_the_values_yielded_before_it(rt):
+    first, second, third = three_then_fail.remote(2)
+    assert ray.get([first, second], timeout=30) == [0, 10]
+    with pytest.raises(ValueError, match="stopped after 2"):
+        ray.get(third, timeout=30)
+    a, b, c = three_then_fail.remote(0)     # raised before any yield: every ref holds the error
+    for r in (a, b, c):
+        with pytest.raises(exc.RayTaskError):
+            ray.get(r, timeout=30)
+
+
+def test_int_num_returns_too_few_yields_fails_the_missing_refs_and_extra_ones_are_dropped(rt):
+    a, b, c = yields.remote(1)
+    assert ray.get(a, timeout=30) == 0
+    for r in (b, c):
+        with pytest.raises(ValueError, match="num_returns=3"):
+            ray.get(r, timeout=30)
+    assert ray.get(yields.remote(5), timeout=30) == [0, 1, 2]
+
+
+def test_dynamic_returns_a_ref_to_a_dynamic_object_ref_generator(rt):
+    ref = yields.options(num_returns="dynamic").remote(4)
+    assert isinstance(ref, ray.ObjectRef)
+    gen = ray.get(ref, timeout=30)
+    assert isinstance(gen, ray.DynamicObjectRefGenerator)
+    assert len(gen) == 4 and ray.get(list(gen)) == [0, 1, 2, 3]
+
+
+def test_dynamic_generator_error_is_its_last_ref(rt):
+    gen = ray.get(stream_then_fail.options(num_returns="dynamic").remote(2), timeout=30)
+    refs = list(gen)
+    assert len(refs) == 3
+    assert ray.get(refs[:2]) == [0, 1]
+    with pytest.raises(KeyError, match="mid-stream"):
+        ray.get(refs[2])
+
+
+def test_streaming_error_is_one_ref_then_the_stream_ends(rt):
+    gen = stream_then_fail.remote(1)
+    assert isinstance(gen, ray.ObjectRefGenerator)
+    assert ray.get(next(gen), timeout=30) == 0
+    err_ref = next(gen)
+    with pytest.raises(KeyError, match="mid-stream"):
+        ray.get(err_ref, timeout=30)
+    with pytest.raises(StopIteration):
+        next(gen)
+    with pytest.raises(StopIteration):
+        next(gen)
+
+
+def test_get_of_a_streaming_generator_returns_it_and_wait_takes_it(rt):
+    gen = yields.options(num_returns="streaming").remote(2)
+    assert ray.get(gen) is gen
+    other = plain.remote()
+    ready, _ = ray.wait([gen, other], num_returns=2, timeout=30)
+    assert len(ready) == 2 and gen in ready and other in ready
+    assert [ray.get(r) for r in gen] == [0, 1]
+    ready, not_ready = ray.wait([gen], timeout=30)      # a finished stream counts as ready
+    assert ready == [gen] and not_ready == []
+
+
+def test_num_returns_none_means_the_default(rt):
+    assert ray.get(plain.options(num_returns=None).remote(), timeout=30) == "value"
+    gen = yields.options(num_returns=None).remote(2)    # back to the generator default: streaming
+    assert isinstance(gen, ray.ObjectRefGenerator)
+    assert [ray.get(r) for r in gen] == [0, 1]
+
+
+@ray.remote
+class Yielder:
+    @ray.method(num_returns=2)
+    def pair(self):
+        yield "a"
+        yield "b"
+
+
+def test_actor_method_generator_with_int_num_returns(rt):
+    y = Yielder.remote()
+    assert ray.get(y.pair.remote(), timeout=30) == ["a", "b"]
+    ray.kill(y)
