@@ -33,7 +33,7 @@ LOWEST = {"max_retries": (-1, "None, 0, -1 or a positive integer, where -1 means
           "max_restarts": (-1, "None, 0, -1 or a positive integer, where -1 means restart for ever"),
           "max_task_retries": (-1, "None, 0, -1 or a positive integer, where -1 means retry for ever"),
           "max_calls": (0, "None, 0 or a positive integer"),
-          "max_concurrency": (1, "None or a positive integer"),
+          "max_concurrency": (0, "None or a positive integer"),
           "max_pending_calls": (-1, "-1 (no limit) or a positive integer")}
 RETURN_MODES = ("streaming", "dynamic")
 
