@@ -123,6 +123,9 @@ class ActorClass:
         return self._remote(args, kwargs, self._options)
 
     def _remote(self, args, kwargs, opts):
+        if opts.get("get_if_exists") and not opts.get("name"):
+            raise ValueError(f"{self._cls.__name__}.options(get_if_exists=True) needs a name=: the actor "
+                             "to reuse is found by its name.")
         rt = current_runtime()
         if self._blob is None or self._blob[0] != rt.address:
             self._blob = (rt.address, dumps_code(self._cls, ship_module=rt.address is not None))
@@ -134,9 +137,6 @@ class ActorClass:
         except (TypeError, ValueError):
             init = None
         desc, deps, nested, keep = pack_args(rt, init, name, args, kwargs)
-        if opts.get("get_if_exists") and not opts.get("name"):
-            raise ValueError(f"{name}.options(get_if_exists=True) needs a name=: the actor to reuse is "
-                             "found by its name.")
         tid = rt.new_task_id()
         actor_id = "a" + tid
         methods = {m: {k: v[k] for k in ("num_returns", "decorator") if k in v} for m, v in self._methods.items()}

@@ -1,0 +1,170 @@
+"""``get_runtime_context()`` attributes and methods, the ref helpers (``future``, ``as_future``,
+``_on_completed``, ``ObjectID``, ``types.ObjectRef[...]``), ``JobConfig``, the worker environment
+(OMP_NUM_THREADS, CUDA_VISIBLE_DEVICES) and ``cancel(recursive=True)``, as Ray documents them."""
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+
+import pytest
+
+import miniray as ray
+from miniray import exceptions as exc
+from miniray.job_config import JobConfig
+from helpers import wait_until
+
+pytestmark = pytest.mark.timeout(60, method="signal")
+
+
+@ray.remote
+def task_context():
+    c = ray.get_runtime_context()
+    return {"node_id": c.node_id.hex(), "task_id": c.task_id, "job_id": c.job_id, "actor_id": c.actor_id,
+            "namespace": c.namespace, "worker": c.get_worker_id(), "resources": c.get_assigned_resources(),
+            "name": c.get_task_name(), "function": c.get_task_function_name(), "get": c.get(),
+            "get_task_id": c.get_task_id(), "pid": os.getpid()}
+
+
+@ray.remote(num_cpus=1)
+class Reporter:
+    def context(self):
+        c = ray.get_runtime_context()
+        return {"actor_id": c.actor_id, "rebuilt": c.was_current_actor_reconstructed,
+                "me": c.current_actor, "name": c.get_task_name(), "actor_name": c.get_actor_name(),
+                "resources": c.get_assigned_resources(), "omp": os.environ.get("OMP_NUM_THREADS")}
+
+    def crash(self):
+        os._exit(1)
+
+
+def test_runtime_context_in_a_task(rt):
+    info = ray.get(task_context.remote(), timeout=30)
+    driver = ray.get_runtime_context()
+    assert info["node_id"] == driver.get_node_id() == driver.node_id.hex()
+    assert info["job_id"] == driver.job_id and info["namespace"] == driver.namespace == "default"
+    assert info["task_id"] == info["get_task_id"] and info["task_id"]
+    assert info["actor_id"] is None and info["worker"] != driver.get_worker_id()
+    assert info["resources"] == {"CPU": 1.0}
+    assert info["name"] == "task_context" and info["function"].endswith("task_context")
+    assert info["get"]["task_id"] == info["task_id"] and "actor_id" not in info["get"]
+    named = ray.get(task_context.options(name="renamed", num_cpus=2).remote(), timeout=30)
+    assert named["name"] == "renamed" and named["resources"] == {"CPU": 2.0}
+
+
+def test_runtime_context_in_the_driver(rt):
+    c = ray.get_runtime_context()
+    assert c.task_id is None and c.actor_id is None and c.get_task_name() is None
+    assert c.get() == {"job_id": c.job_id, "node_id": c.node_id, "namespace": "default"}
+    assert c.get_assigned_resources() == {}
+    with pytest.raises(RuntimeError, match="inside an actor"):
+        c.current_actor
+
+
+def test_runtime_context_in_an_actor_and_after_a_restart(rt):
+    r = Reporter.options(name="reporter", max_restarts=1).remote()
+    info = ray.get(r.context.remote(), timeout=30)
+    assert info["actor_id"] == r._actor_id and info["me"] == r
+    assert info["name"] == "Reporter.context" and info["actor_name"] == "reporter"
+    assert info["resources"] == {"CPU": 1.0} and info["rebuilt"] is False
+    r.crash.remote()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            info = ray.get(r.context.remote(), timeout=5)
+            break
+        except exc.RayActorError:
+            time.sleep(0.1)
+    assert info["rebuilt"] is True
+    ray.kill(r)
+
+
+@ray.remote
+def double(x):
+    return 2 * x
+
+
+@ray.remote
+def fails():
+    raise ValueError("no")
+
+
+def test_on_completed_as_future_object_id_and_types(rt):
+    got, done = [], threading.Event()
+    double.remote(21)._on_completed(lambda v: (got.append(v), done.set()))
+    assert done.wait(30) and got == [42]
+    errs, failed = [], threading.Event()
+    fails.remote()._on_completed(lambda v: (errs.append(v), failed.set()))
+    assert failed.wait(30) and isinstance(errs[0], ValueError)
+
+    async def main():
+        fut = double.remote(4).as_future()
+        assert isinstance(fut, asyncio.Future)
+        return await fut
+    assert asyncio.run(asyncio.wait_for(main(), 30)) == 8
+    assert ray.ObjectID is ray.ObjectRef
+    from miniray import types
+
+    assert types.ObjectRef[int].__origin__ is ray.ObjectRef and types.ObjectRef[int].__args__ == (int,)
+    assert isinstance(ray.put(1), types.ObjectRef)
+
+
+@ray.remote
+def read_env(name):
+    return os.environ.get(name)
+
+
+def test_job_config_namespace_and_env_vars():
+    ray.shutdown()
+    ray.init(num_cpus=1, job_config=JobConfig(ray_namespace="jc", runtime_env={"env_vars": {"JOBVAR": "1"}}))
+    try:
+        assert ray.get_runtime_context().namespace == "jc"
+        assert ray.get(read_env.remote("JOBVAR"), timeout=30) == "1"
+        assert ray.get(read_env.options(runtime_env={"env_vars": {"JOBVAR": "2"}}).remote("JOBVAR"),
+                       timeout=30) == "2"
+        assert "JOBVAR" not in os.environ
+    finally:
+        ray.shutdown()
+    with pytest.raises(TypeError):
+        ray.init(job_config={"runtime_env": {}})
+    with pytest.raises(ValueError):
+        JobConfig(runtime_env={"pip": ["requests"]})
+
+
+def test_omp_num_threads_follows_the_tasks_cpus_and_cuda_is_left_alone(rt):
+    assert ray.get(read_env.remote("OMP_NUM_THREADS"), timeout=30) == "1"
+    assert ray.get(read_env.options(num_cpus=2).remote("OMP_NUM_THREADS"), timeout=30) == "2"
+    assert ray.get(read_env.remote("OMP_NUM_THREADS"), timeout=30) == "1", "restored after the call"
+    assert ray.get(read_env.remote("CUDA_VISIBLE_DEVICES"), timeout=30) == os.environ.get("CUDA_VISIBLE_DEVICES")
+    r = Reporter.remote()
+    assert ray.get(r.context.remote(), timeout=30)["omp"] == "1"
+    ray.kill(r)
+
+
+@ray.remote
+def child(marker):
+    for _ in range(600):
+        time.sleep(0.05)
+    open(marker, "w").close()
+    return "child finished"
+
+
+@ray.remote
+def parent(marker, started):
+    ref = child.remote(marker)
+    open(started, "w").close()
+    return ray.get(ref)
+
+
+def test_cancel_is_recursive_by_default(rt, tmp_path):
+    started, marker = str(tmp_path / "started"), str(tmp_path / "child-done")
+    ref = parent.remote(marker, started)
+    assert wait_until(lambda: os.path.exists(started), timeout=20)
+    time.sleep(0.3)                          # the child is placed and running
+    ray.cancel(ref)
+    with pytest.raises(exc.TaskCancelledError):
+        ray.get(ref, timeout=30)
+    # the child was cancelled too: the CPUs come back at once, not after its 30 s
+    assert wait_until(lambda: ray.available_resources().get("CPU", 0) == 2, timeout=10)
+    assert not os.path.exists(marker)
