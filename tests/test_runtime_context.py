@@ -168,3 +168,22 @@ def test_cancel_is_recursive_by_default(rt, tmp_path):
     # the child was cancelled too: the CPUs come back at once, not after its 30 s
     assert wait_until(lambda: ray.available_resources().get("CPU", 0) == 2, timeout=10)
     assert not os.path.exists(marker)
+
+
+@ray.remote
+def pid_and_gpus():
+    return os.getpid(), os.environ.get("CUDA_VISIBLE_DEVICES"), ray.get_gpu_ids()
+
+
+def test_a_gpu_task_never_reuses_a_cpu_tasks_worker():
+    ray.shutdown()
+    ray.init(num_cpus=2, num_gpus=1)
+    try:
+        cpu_pids = {ray.get(pid_and_gpus.remote(), timeout=30)[0] for _ in range(6)}
+        gpu_pid, visible, ids = ray.get(pid_and_gpus.options(num_gpus=1).remote(), timeout=30)
+        assert gpu_pid not in cpu_pids
+        assert visible == "0" and ids == [0]
+        again = ray.get(pid_and_gpus.options(num_gpus=1).remote(), timeout=30)
+        assert again[1] == "0"
+    finally:
+        ray.shutdown()

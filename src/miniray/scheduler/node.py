@@ -585,7 +585,8 @@ class Node:
             if not S.fits(res["available"], need):
                 continue
             slots = [s for s in st.workers.values() if s.node == node_id]
-            if any(s.state in ("idle", "starting") for s in slots) or self.spawning.get(node_id):
+            if any(s.state in ("idle", "starting") and S.usable(s, need) for s in slots) \
+                    or self.spawning.get(node_id):
                 return
             if sum(s.state != "actor" for s in slots) >= 4 * int(res["total"].get("CPU", 1)) + 64:
                 continue
