@@ -281,3 +281,17 @@ def test_exit_actor_runs_the_shutdown_hooks(rt, tmp_path):
     h = Hooked.remote()
     _dies(h.leave.remote())
     assert wait_until(mark.exists, timeout=10)
+
+
+@ray.remote
+class AsyncReady:
+    async def ping(self):
+        return "pong"
+
+
+def test_built_ins_on_an_async_actor(rt):
+    a = AsyncReady.remote()
+    assert ray.get(a.__ray_ready__.remote(), timeout=30) is True
+    assert ray.get(a.ping.options(name="renamed").remote(), timeout=30) == "pong"
+    _dies(a.__ray_terminate__.remote())
+    _dies(a.ping.remote())

@@ -17,7 +17,7 @@ COMMON = {"num_cpus", "num_gpus", "resources", "memory", "name", "scheduling_str
 TASK_OPTIONS = COMMON | {"num_returns", "max_retries", "retry_exceptions", "max_calls"}
 ACTOR_OPTIONS = COMMON | {"max_restarts", "max_task_retries", "max_concurrency", "namespace",
                           "get_if_exists", "lifetime", "concurrency_groups", "max_pending_calls"}
-METHOD_OPTIONS = {"num_returns", "concurrency_group", "max_task_retries", "retry_exceptions",
+METHOD_OPTIONS = {"num_returns", "name", "concurrency_group", "max_task_retries", "retry_exceptions",
                   "enable_task_events", "tensor_transport", "_generator_backpressure_num_objects"}
 
 # option -> the types it accepts

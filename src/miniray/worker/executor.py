@@ -225,7 +225,7 @@ class Executor:
             self._local.ctx = self.running[spec.task_id] = ctx
             try:
                 args, kwargs, _ = self._resolve(spec, descs)
-                value = getattr(self.instance, spec.fn_id)(*args, **kwargs)
+                value = self._target(spec)(*args, **kwargs)
                 if inspect.isawaitable(value):
                     value = await value
                 if inspect.isasyncgen(value):
