@@ -120,3 +120,50 @@ def test_actor_method_generator_with_int_num_returns(rt):
     y = Yielder.remote()
     assert ray.get(y.pair.remote(), timeout=30) == ["a", "b"]
     ray.kill(y)
+
+
+@ray.remote(max_retries=1)
+def flaky_dynamic(counter, k):
+    for i in range(k):
+        yield i
+        if ray.get(counter.incr.remote()) == 1:
+            raise OSError("first run only")
+
+
+@ray.remote
+class Calls:
+    def __init__(self):
+        self.n = 0
+
+    def incr(self):
+        self.n += 1
+        return self.n
+
+
+@ray.remote
+def total_of(refs):
+    return sum(ray.get(list(refs)))
+
+
+def test_num_returns_one_takes_the_single_yield_and_refs_travel_into_tasks(rt):
+    assert ray.get(yields.options(num_returns=1).remote(1), timeout=30) == 0
+    dyn = yields.options(num_returns="dynamic").remote(4)
+    assert ray.get(total_of.remote(dyn), timeout=30) == 6              # the ref resolves to the generator
+    assert ray.get(total_of.remote(ray.get(dyn)), timeout=30) == 6     # the generator itself pickles
+    assert ray.get(total_of.remote(yields.remote(3)), timeout=30) == 3  # a list of refs (num_returns=3)
+
+
+def test_dynamic_on_a_plain_function_fails_at_get(rt):
+    with pytest.raises(exc.RayTaskError, match="not a generator"):
+        ray.get(plain.options(num_returns="dynamic").remote(), timeout=30)
+
+
+def test_dynamic_generator_is_retried_under_retry_exceptions(rt):
+    counter = Calls.remote()
+    refs = list(ray.get(flaky_dynamic.options(num_returns="dynamic").remote(counter, 3), timeout=30))
+    assert len(refs) == 2                                   # no retry by default: the error is the last ref
+    with pytest.raises(OSError):
+        ray.get(refs[1])
+    counter = Calls.remote()
+    again = flaky_dynamic.options(num_returns="dynamic", retry_exceptions=[OSError]).remote(counter, 3)
+    assert ray.get(list(ray.get(again, timeout=30))) == [0, 1, 2]

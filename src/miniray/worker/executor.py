@@ -352,7 +352,10 @@ class Executor:
         return DynamicObjectRefGenerator(refs)
 
     def _stream_failed(self, spec, refs, err):
-        if spec.num_returns != "dynamic":
+        retry = spec.retry_exceptions
+        retrying = spec.attempt < spec.max_retries and (
+            retry is True or (isinstance(retry, tuple) and isinstance(err, retry)))
+        if spec.num_returns != "dynamic" or retrying:      # the task fails (and is run again)
             err.__miniray_items__ = [r.hex() for r in refs]
             raise err
         from miniray.generators import item_id
@@ -398,11 +401,11 @@ class Executor:
                 raise TypeError(f"{spec.name} was called with num_returns={n!r} but returned "
                                 f"{type(value).__name__}, not a generator. Use yield, or drop num_returns.")
             value, n = self._stream(spec, value), 1
-        elif n != 1 and inspect.isgenerator(value):
+        elif inspect.isgenerator(value):          # an int num_returns (1 too): a value per yield
             partial = self._yields(spec, value, start)
             if isinstance(partial, Result):
                 return partial
-            value = partial[1]
+            value = partial[1][0] if n == 1 else partial[1]
         if n == 1:
             values = [value]
         elif n == 0:
