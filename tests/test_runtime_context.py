@@ -21,7 +21,8 @@ pytestmark = pytest.mark.timeout(60, method="signal")
 @ray.remote
 def task_context():
     c = ray.get_runtime_context()
-    return {"node_id": c.node_id.hex(), "task_id": c.task_id, "job_id": c.job_id, "actor_id": c.actor_id,
+    return {"node_id": c.get_node_id(), "task_id": c.get_task_id(), "job_id": c.get_job_id(),
+            "actor_id": c.get_actor_id(),
             "namespace": c.namespace, "worker": c.get_worker_id(), "resources": c.get_assigned_resources(),
             "name": c.get_task_name(), "function": c.get_task_function_name(), "get": c.get(),
             "get_task_id": c.get_task_id(), "pid": os.getpid()}
@@ -29,9 +30,13 @@ def task_context():
 
 @ray.remote(num_cpus=1)
 class Reporter:
+    def __init__(self):
+        self.rebuilt_at_init = ray.get_runtime_context().was_current_actor_reconstructed
+
     def context(self):
         c = ray.get_runtime_context()
-        return {"actor_id": c.actor_id, "rebuilt": c.was_current_actor_reconstructed,
+        return {"actor_id": c.get_actor_id(), "rebuilt": c.was_current_actor_reconstructed,
+                "rebuilt_at_init": self.rebuilt_at_init, "function": c.get_task_function_name(),
                 "me": c.current_actor, "name": c.get_task_name(), "actor_name": c.get_actor_name(),
                 "resources": c.get_assigned_resources(), "omp": os.environ.get("OMP_NUM_THREADS")}
 
@@ -42,8 +47,8 @@ class Reporter:
 def test_runtime_context_in_a_task(rt):
     info = ray.get(task_context.remote(), timeout=30)
     driver = ray.get_runtime_context()
-    assert info["node_id"] == driver.get_node_id() == driver.node_id.hex()
-    assert info["job_id"] == driver.job_id and info["namespace"] == driver.namespace == "default"
+    assert info["node_id"] == driver.get_node_id()
+    assert info["job_id"] == driver.get_job_id() and info["namespace"] == driver.namespace == "default"
     assert info["task_id"] == info["get_task_id"] and info["task_id"]
     assert info["actor_id"] is None and info["worker"] != driver.get_worker_id()
     assert info["resources"] == {"CPU": 1.0}
@@ -55,8 +60,12 @@ def test_runtime_context_in_a_task(rt):
 
 def test_runtime_context_in_the_driver(rt):
     c = ray.get_runtime_context()
-    assert c.task_id is None and c.actor_id is None and c.get_task_name() is None
-    assert c.get() == {"job_id": c.job_id, "node_id": c.node_id, "namespace": "default"}
+    assert c.get_task_id() is None and c.get_actor_id() is None and c.get_task_name() is None
+    assert c.get_actor_name() is None and c.get_placement_group_id() is None
+    with pytest.warns(DeprecationWarning, match="get_node_id"):
+        assert c.node_id.hex() == c.get_node_id()
+    assert c.get()["job_id"].hex() == c.get_job_id()
+    assert c.get() == {"job_id": c.get_job_id(), "node_id": c.get_node_id(), "namespace": "default"}
     assert c.get_assigned_resources() == {}
     with pytest.raises(RuntimeError, match="inside an actor"):
         c.current_actor
@@ -67,7 +76,8 @@ def test_runtime_context_in_an_actor_and_after_a_restart(rt):
     info = ray.get(r.context.remote(), timeout=30)
     assert info["actor_id"] == r._actor_id and info["me"] == r
     assert info["name"] == "Reporter.context" and info["actor_name"] == "reporter"
-    assert info["resources"] == {"CPU": 1.0} and info["rebuilt"] is False
+    assert info["resources"] == {"CPU": 1.0} and info["rebuilt"] is False and not info["rebuilt_at_init"]
+    assert info["function"] == f"{__name__}.Reporter.context"
     r.crash.remote()
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
@@ -76,8 +86,11 @@ def test_runtime_context_in_an_actor_and_after_a_restart(rt):
             break
         except exc.RayActorError:
             time.sleep(0.1)
-    assert info["rebuilt"] is True
+    assert info["rebuilt"] is True and info["rebuilt_at_init"] is True
     ray.kill(r)
+    unnamed = Reporter.remote()
+    assert ray.get(unnamed.context.remote(), timeout=30)["actor_name"] == ""
+    ray.kill(unnamed)
 
 
 @ray.remote

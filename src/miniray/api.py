@@ -268,10 +268,22 @@ class RuntimeContext:
     def get_worker_id(self):
         return self._rt.holder
 
-    job_id = property(lambda self: _Id.of(self.get_job_id()))
-    node_id = property(lambda self: _Id.of(self.get_node_id()))
-    task_id = property(lambda self: _Id.of(self.get_task_id()))
-    actor_id = property(lambda self: _Id.of(self.get_actor_id()))
+    def _id(self, which):
+        import warnings
+        warnings.warn(f"Use get_{which}() instead (a string); the {which} attribute is Ray's older API.",
+                      DeprecationWarning, stacklevel=3)
+        return _Id.of(getattr(self, f"get_{which}")())
+
+    job_id = property(lambda self: self._id("job_id"))
+    node_id = property(lambda self: self._id("node_id"))
+    task_id = property(lambda self: self._id("task_id"))
+    actor_id = property(lambda self: self._id("actor_id"))
+
+    def get_placement_group_id(self):
+        return None           # miniray has no placement groups
+
+    def get_dashboard_url(self) -> str:
+        return ""             # no web dashboard: the notebook magics (%dashboard) stand in for it
 
     @property
     def namespace(self):
@@ -285,7 +297,10 @@ class RuntimeContext:
         if not self._ctx:
             return None
         spec = self._ctx.spec
-        return spec.fn_id.split(":")[0] if spec.type == "task" else spec.name
+        if spec.type == "task":
+            return spec.fn_id.split(":")[0]
+        instance = self._ctx.executor.instance if self._ctx.executor is not None else None
+        return f"{type(instance).__module__}.{spec.name}" if instance is not None else spec.name
 
     def get_assigned_resources(self) -> dict:
         """The resources the current task (or actor, for its lifetime) holds: {"CPU": 1.0, ...}."""
@@ -313,8 +328,9 @@ class RuntimeContext:
         return ex.actor_spec if ex is not None and self.get_actor_id() else None
 
     def get_actor_name(self):
+        """The actor's name; "" in an unnamed actor, None outside actors (as Ray)."""
         spec = self._actor_spec()
-        return spec.options.get("name") if spec else None
+        return (spec.options.get("name") or "") if spec else None
 
     @property
     def current_actor(self):
@@ -332,11 +348,11 @@ class RuntimeContext:
         return bool(ex is not None and ex.restarted)
 
     def get(self):
-        out = {"job_id": self.job_id, "node_id": self.node_id, "namespace": self.namespace}
+        out = {"job_id": _Id(self.get_job_id()), "node_id": _Id(self.get_node_id()), "namespace": self.namespace}
         if self.get_task_id():
-            out["task_id"] = self.task_id
+            out["task_id"] = _Id(self.get_task_id())
         if self.get_actor_id():
-            out["actor_id"] = self.actor_id
+            out["actor_id"] = _Id(self.get_actor_id())
         return out
 
 
