@@ -295,3 +295,27 @@ def test_built_ins_on_an_async_actor(rt):
     assert ray.get(a.ping.options(name="renamed").remote(), timeout=30) == "pong"
     _dies(a.__ray_terminate__.remote())
     _dies(a.ping.remote())
+
+
+def test_methods_reach_their_own_actor_class_attributes_inside_the_actor(rt):
+    class Parent:
+        PARENT = 6
+
+        @staticmethod
+        def helper():
+            return 1
+
+    @ray.remote
+    class Local(Parent):
+        X = 3
+
+        @classmethod
+        def doubled(cls):
+            return Local.PARENT * 2
+
+        def total(self):                  # the name Local is the actor class, here in the worker
+            return Local.X + Local.doubled() + Local.helper()
+
+    a = Local.remote()
+    assert ray.get(a.total.remote(), timeout=30) == 16
+    ray.kill(a)
