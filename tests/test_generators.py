@@ -4,6 +4,8 @@ to a DynamicObjectRefGenerator whose last ref holds an error; a streaming genera
 gives the error as one more ref, then ends; get and wait take a streaming generator."""
 from __future__ import annotations
 
+import time
+
 import pytest
 
 import miniray as ray
@@ -167,3 +169,88 @@ def test_dynamic_generator_is_retried_under_retry_exceptions(rt):
     counter = Calls.remote()
     again = flaky_dynamic.options(num_returns="dynamic", retry_exceptions=[OSError]).remote(counter, 3)
     assert ray.get(list(ray.get(again, timeout=30))) == [0, 1, 2]
+
+
+@ray.remote
+class Flag:
+    def __init__(self):
+        self.up = True
+
+    def is_up(self):
+        return self.up
+
+    def lower(self):
+        self.up = False
+
+
+@ray.remote(retry_exceptions=[ValueError], max_retries=3)
+def fails_once_at_two(flag):
+    for i in range(4):
+        if i == 2 and ray.get(flag.is_up.remote()):
+            ray.get(flag.lower.remote())
+            raise ValueError("first attempt")
+        yield i
+
+
+def test_a_streaming_generator_retried_under_retry_exceptions_goes_on_where_it_was(rt):
+    gen = fails_once_at_two.remote(Flag.remote())
+    assert [ray.get(r, timeout=30) for r in gen] == [0, 1, 2, 3]
+
+
+@ray.remote
+def slow_stream():
+    for i in range(20):
+        yield i
+        time.sleep(0.5)
+
+
+@ray.remote
+class SlowStreamer:
+    def run(self):
+        for i in range(20):
+            yield i
+            time.sleep(0.3)
+
+    async def fails_first(self):
+        raise ValueError("before any yield")
+        yield 1
+
+
+def test_cancel_a_streaming_generator(rt):
+    gen = slow_stream.remote()
+    assert ray.get(next(gen), timeout=30) == 0
+    ray.cancel(gen)
+    refs = list(gen)                 # what was yielded before the cancel, then the error, then the end
+    with pytest.raises(exc.TaskCancelledError):
+        ray.get(refs[-1], timeout=30)
+    with pytest.raises(StopIteration):
+        next(gen)
+
+
+def test_killing_the_actor_mid_stream_ends_the_stream_with_its_error(rt):
+    a = SlowStreamer.remote()
+    gen = a.run.remote()
+    assert ray.get(next(gen), timeout=30) == 0
+    ray.kill(a)
+    refs = list(gen)
+    with pytest.raises(exc.RayActorError):
+        ray.get(refs[-1], timeout=30)
+    for _ in range(3):
+        with pytest.raises(StopIteration):
+            next(gen)
+
+
+def test_async_generator_that_raises_before_yielding(rt):
+    a = SlowStreamer.remote()
+    gen = a.fails_first.remote()
+    with pytest.raises(ValueError, match="before any yield"):
+        ray.get(next(gen), timeout=30)
+    with pytest.raises(StopIteration):
+        next(gen)
+    ray.kill(a)
+
+
+def test_a_streaming_generator_does_not_pickle(rt):
+    import pickle
+    with pytest.raises(TypeError, match="cannot be pickled"):
+        pickle.dumps(yields.options(num_returns="streaming").remote(1))

@@ -179,7 +179,9 @@ def cancel(object_ref, *, force=False, recursive=True):
     """Cancel the task that makes ``object_ref``: pending tasks never run; running ones get
     KeyboardInterrupt (or, with force=True, their worker is killed).  ``get`` then raises
     TaskCancelledError.  ``recursive`` (the default, as Ray): the tasks a running task submitted
-    are cancelled too, and theirs in turn."""
+    are cancelled too, and theirs in turn.  A streaming generator can be cancelled too."""
+    if type(object_ref).__name__ == "ObjectRefGenerator":
+        object_ref = object_ref.completed()
     if not isinstance(object_ref, ObjectRef):
         raise TypeError(f"cancel() expects an ObjectRef, got {type(object_ref).__name__}.")
     current_runtime().request("cancel", object_ref._id, bool(force), bool(recursive))

@@ -72,6 +72,11 @@ class ObjectRefGenerator:
             elif timeout is not None:
                 raise TimeoutError("no new item yet")
 
+    def __reduce__(self):
+        raise TypeError("An ObjectRefGenerator cannot be pickled or passed to another task (as in Ray): "
+                        "it reads its task's stream in this process. Pass the refs it yields instead, "
+                        "or use num_returns='dynamic' for one ref to all the items.")
+
     def next_ref(self) -> ObjectRef:
         """The ref the next ``next()`` waits for (``wait`` on a generator watches it and the end)."""
         return ObjectRef(item_id(self._task_id, self._i))
