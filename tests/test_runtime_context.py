@@ -156,31 +156,53 @@ def test_omp_num_threads_follows_the_tasks_cpus_and_cuda_is_left_alone(rt):
 
 
 @ray.remote
-def child(marker):
-    for _ in range(600):
+def child(marker, steps):
+    for _ in range(steps):
         time.sleep(0.05)
     open(marker, "w").close()
     return "child finished"
 
 
 @ray.remote
-def parent(marker, started):
-    ref = child.remote(marker)
+def parent(marker, started, steps=600):
+    ref = child.remote(marker, steps)
     open(started, "w").close()
     return ray.get(ref)
 
 
-def test_cancel_is_recursive_by_default(rt, tmp_path):
-    started, marker = str(tmp_path / "started"), str(tmp_path / "child-done")
-    ref = parent.remote(marker, started)
+@ray.remote
+def grandparent(marker, started):
+    return ray.get(parent.remote(marker, started))
+
+
+def _cancel_when_running(ref, started, **kw):
     assert wait_until(lambda: os.path.exists(started), timeout=20)
     time.sleep(0.3)                          # the child is placed and running
-    ray.cancel(ref)
-    with pytest.raises(exc.TaskCancelledError):
+    ray.cancel(ref, **kw)
+    with pytest.raises((exc.TaskCancelledError, exc.WorkerCrashedError)):
         ray.get(ref, timeout=30)
+
+
+@pytest.mark.parametrize("force", [False, True], ids=["interrupt", "force"])
+def test_cancel_is_recursive_by_default(rt, tmp_path, force):
+    started, marker = str(tmp_path / "started"), str(tmp_path / "child-done")
+    _cancel_when_running(parent.remote(marker, started), started, force=force)
     # the child was cancelled too: the CPUs come back at once, not after its 30 s
     assert wait_until(lambda: ray.available_resources().get("CPU", 0) == 2, timeout=10)
     assert not os.path.exists(marker)
+
+
+def test_recursive_cancel_reaches_grandchildren(rt, tmp_path):
+    started, marker = str(tmp_path / "started"), str(tmp_path / "done")
+    _cancel_when_running(grandparent.remote(marker, started), started)
+    assert wait_until(lambda: ray.available_resources().get("CPU", 0) == 2, timeout=10)
+    assert not os.path.exists(marker)
+
+
+def test_cancel_with_recursive_false_leaves_the_children_running(rt, tmp_path):
+    started, marker = str(tmp_path / "started"), str(tmp_path / "done")
+    _cancel_when_running(parent.remote(marker, started, 30), started, recursive=False)
+    assert wait_until(lambda: os.path.exists(marker), timeout=20), "the child ran to its end"
 
 
 @ray.remote

@@ -107,8 +107,8 @@ def submit_call(rt, spec, keep=None):
     """Send a task or actor call; returns what ``.remote()`` returns.  Its refs are counted
     before the call goes out, and ``keep`` (the ref of arguments too big to inline) until then."""
     ctx = rt.context_of()
-    if ctx is not None and spec.type == "task":     # a task inside a task: cancel(recursive) finds it
-        ctx.children.append(spec.task_id + "00")
+    if ctx is not None and spec.type == "task":     # a task inside a call: cancel(recursive) finds it
+        spec.options["parent"] = ctx.task_id
     if spec.num_returns == 1:       # the usual call
         ref = ObjectRef(spec.returns[0])
         rt.submit(spec)

@@ -887,6 +887,12 @@ class Node:
 
     def _req_cancel(self, client, rid, oid, force, recursive=True):
         tid = oid[:-2]
+        for t in S.descendants(self.state, tid) if recursive else ():   # what it submitted, first
+            self._cancel(t, force)
+        self._cancel(tid, force)
+        client.deliver([("reply", rid, True, None)])
+
+    def _cancel(self, tid, force):
         spec = self.state.specs.get(tid)
         if spec is not None and tid not in self.state.placed:
             S.forget(self.state, tid)
@@ -897,10 +903,9 @@ class Node:
             if force:
                 self._kill_worker(wid)
             else:
-                self.conns[wid].deliver([("cancel", tid, recursive)])
+                self.conns[wid].deliver([("cancel", tid)])
         else:
             self.actors.cancel(tid)
-        client.deliver([("reply", rid, True, None)])
 
     def _kill_worker(self, wid):
         """SIGKILL a worker here; a worker on another node is cut off, and exits at once."""

@@ -335,6 +335,22 @@ def bind_actor(state: State, wid: str, actor_id: str, lifetime_need: dict) -> No
     slot.state, slot.actor_id, slot.queue = "actor", actor_id, []
 
 
+def descendants(state: State, tid: str) -> list:
+    """The calls still known here that ``tid`` submitted, and theirs in turn (``cancel``'s
+    recursive=True).  A nested call names its parent in ``options["parent"]``."""
+    kids: dict = {}
+    for t, spec in state.specs.items():
+        parent = spec.options.get("parent") if spec.options else None
+        if parent:
+            kids.setdefault(parent, []).append(t)
+    out, todo = [], [tid]
+    while todo:
+        for child in kids.get(todo.pop(), ()):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
 def requeue_front(state: State, tids: list) -> None:
     """Calls a worker handed back (or lost) go back to the head of the ready queue, in order."""
     for tid in reversed(tids):

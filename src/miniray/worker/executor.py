@@ -70,7 +70,6 @@ class CallContext:
         self.task_id, self.actor_id, self.node_id = spec.task_id, spec.actor_id, node_id
         self.gpu_ids, self.name, self.cancelled = list(gpus), spec.name, False
         self.spec, self.executor = spec, None
-        self.children: list = []        # return refs of the tasks this call submitted (cancel recursive)
 
 
 def _ready():
@@ -98,7 +97,6 @@ class Executor:
         self._started: list = []
         self._started_lock = threading.Lock()
         self.cancelled: set = set()
-        self.running: dict = {}         # task id -> CallContext of each call running now
         self.exiting = False            # exit_actor() ran: no further call runs here
         self.restarted = False          # this actor's constructor runs again after a crash
         self._omp_set = "OMP_NUM_THREADS" not in os.environ   # the user's own setting wins
@@ -143,12 +141,7 @@ class Executor:
         if ctx is not None and ctx.task_id in self.cancelled:
             raise KeyboardInterrupt
 
-    def cancel(self, tid, recursive=True):
-        """Cancel a call here (see the module docstring); ``recursive``: the tasks it submitted too,
-        each cancelled through the node as ``miniray.cancel`` would."""
-        running = self.running.get(tid)
-        if recursive and running is not None and running.children:
-            self.rt.send([("req", -1, "cancel", (oid, False, True)) for oid in running.children])
+    def cancel(self, tid):
         self.cancelled.add(tid)
         ctx = self.current
         if ctx is not None and ctx.task_id == tid:
@@ -182,7 +175,7 @@ class Executor:
     def _run(self, spec, descs, gpus):
         ctx = CallContext(spec, self.node_id, gpus)
         ctx.executor = self
-        self._local.ctx = self.running[spec.task_id] = ctx
+        self._local.ctx = ctx
         if self.sequential:
             self.current = ctx
         start = time.time()
@@ -205,7 +198,6 @@ class Executor:
             result = self._error(spec, err, start)
         finally:
             self.current = None
-            self.running.pop(spec.task_id, None)
             if env:
                 self._exit_env(env)
         self.cancelled.discard(spec.task_id)
@@ -222,7 +214,7 @@ class Executor:
             self.rt.send([("started", spec.task_id, start)])
             ctx = CallContext(spec, self.node_id, self.actor_gpus)
             ctx.executor = self
-            self._local.ctx = self.running[spec.task_id] = ctx
+            self._local.ctx = ctx
             try:
                 args, kwargs, _ = self._resolve(spec, descs)
                 value = self._target(spec)(*args, **kwargs)
@@ -237,7 +229,6 @@ class Executor:
                 result = self._exit_actor(spec, start)
             except BaseException as err:
                 result = self._error(spec, err, start)
-            self.running.pop(spec.task_id, None)
             self.rt.send([("done", spec.task_id, result)])
 
     def _target(self, spec):

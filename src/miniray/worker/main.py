@@ -98,7 +98,7 @@ class Inbox:
             elif kind == "reply":
                 rt.transport.resolve(item[1], item[2], item[3])
             elif kind == "cancel":
-                executor.cancel(*item[1:])
+                executor.cancel(item[1])
             elif kind == "terminate":                   # the node ends this actor gracefully
                 _end_gracefully(executor)
 
