@@ -5,6 +5,7 @@ ordering of calls waiting on arguments, and graceful shutdown hooks.  Real worke
 from __future__ import annotations
 
 import asyncio
+import atexit
 import os
 import time
 
@@ -319,3 +320,37 @@ def test_methods_reach_their_own_actor_class_attributes_inside_the_actor(rt):
     a = Local.remote()
     assert ray.get(a.total.remote(), timeout=30) == 16
     ray.kill(a)
+
+
+@ray.remote
+class Background:
+    def __init__(self, marker):
+        self.marker = marker
+        self.ticks = 0
+        self.task = asyncio.create_task(self.tick())   # an async actor's constructor runs on its loop
+
+    async def tick(self):
+        while True:
+            self.ticks += 1
+            await asyncio.sleep(0.01)
+
+    async def count(self):
+        await asyncio.sleep(0.1)
+        return self.ticks
+
+    async def leave_later(self):
+        async def leave():
+            atexit.register(lambda: open(self.marker, "w").close())
+            ray.actor.exit_actor()
+        asyncio.create_task(leave())
+        return "scheduled"
+
+
+def test_async_actor_constructor_starts_tasks_and_exit_from_a_background_task(rt, tmp_path):
+    marker = str(tmp_path / "atexit")
+    b = Background.remote(marker)
+    assert ray.get(b.count.remote(), timeout=30) > 0
+    assert ray.get(b.leave_later.remote(), timeout=30) == "scheduled"
+    assert wait_until(lambda: os.path.exists(marker), timeout=10)
+    with pytest.raises(exc.RayActorError):
+        ray.get(b.count.remote(), timeout=30)

@@ -291,12 +291,29 @@ class Executor:
             self.sequential = False
             self.loop = asyncio.new_event_loop()
             self.semaphore = asyncio.Semaphore(limit or 1000, )
-            threading.Thread(target=self.loop.run_forever, daemon=True, name="miniray-actor-loop").start()
+            threading.Thread(target=self._loop_main, daemon=True, name="miniray-actor-loop").start()
+            ctx = self.context()
+
+            async def construct():      # on the loop, as Ray: __init__ may start asyncio tasks
+                self._local.ctx = ctx
+                return cls(*args, **kwargs)
+            self.instance = asyncio.run_coroutine_threadsafe(construct(), self.loop).result()
+            return None
         elif limit and limit > 1:
             self.sequential = False
             self.pool = ThreadPoolExecutor(limit, thread_name_prefix="miniray-actor")
         self.instance = cls(*args, **kwargs)
         return None
+
+    def _loop_main(self):
+        """An async actor's event loop.  exit_actor() in a background asyncio task (one no call
+        awaits) stops the loop: the actor then ends here, hooks first."""
+        try:
+            self.loop.run_forever()
+        except exc.ActorExit:
+            self.exiting = True
+            self.end_actor()
+            os._exit(0)
 
     # -- arguments and values -----------------------------------------------------------------------
     def _resolve(self, spec, descs):
