@@ -222,3 +222,20 @@ def test_a_gpu_task_never_reuses_a_cpu_tasks_worker():
         assert again[1] == "0"
     finally:
         ray.shutdown()
+
+
+@ray.remote
+class AsyncIds:
+    async def task_id_after(self, delay):
+        before = ray.get_runtime_context().get_task_id()
+        await asyncio.sleep(delay)               # another call runs meanwhile on the same thread
+        return before, ray.get_runtime_context().get_task_id(), ray.get_runtime_context().get_task_name()
+
+
+def test_interleaved_async_actor_calls_each_see_their_own_context(rt):
+    a = AsyncIds.remote()
+    slow, fast = a.task_id_after.remote(0.5), a.task_id_after.remote(0.1)
+    (s_before, s_after, name), (f_before, f_after, _) = ray.get([slow, fast], timeout=30)
+    assert s_before == s_after and f_before == f_after and s_before != f_before
+    assert name == "AsyncIds.task_id_after"
+    ray.kill(a)

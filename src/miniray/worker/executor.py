@@ -16,6 +16,7 @@ call via SIGINT, only if that call is still the one running.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import os
 import pickle
@@ -70,6 +71,10 @@ class CallContext:
         self.task_id, self.actor_id, self.node_id = spec.task_id, spec.actor_id, node_id
         self.gpu_ids, self.name, self.cancelled = list(gpus), spec.name, False
         self.spec, self.executor = spec, None
+
+
+# the call an async actor's coroutine serves (each asyncio task has its own copy)
+_ASYNC_CALL: contextvars.ContextVar = contextvars.ContextVar("miniray_async_call", default=None)
 
 
 def _ready():
@@ -134,7 +139,7 @@ class Executor:
 
     # -- context ----------------------------------------------------------------------------------
     def context(self):
-        return getattr(self._local, "ctx", None)
+        return _ASYNC_CALL.get() or getattr(self._local, "ctx", None)
 
     def _on_sigint(self, signum, frame):
         ctx = self.current
@@ -214,7 +219,7 @@ class Executor:
             self.rt.send([("started", spec.task_id, start)])
             ctx = CallContext(spec, self.node_id, self.actor_gpus)
             ctx.executor = self
-            self._local.ctx = ctx
+            _ASYNC_CALL.set(ctx)        # this call's own asyncio context: calls interleave on one thread
             try:
                 args, kwargs, _ = self._resolve(spec, descs)
                 value = self._target(spec)(*args, **kwargs)
