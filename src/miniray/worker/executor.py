@@ -7,11 +7,13 @@ belongs to that actor for life), or an actor method.  Actors choose how calls ru
   async (any ``async def``)   one event loop thread; up to max_concurrency calls interleave
 
 Errors become a RayTaskError holding the user's exception and the traceback of the user's frames
-only; the driver re-raises it as both types.  ``exit_actor()`` (exceptions.ActorExit) is not an
-error: the actor's shutdown hooks run (``__ray_shutdown__``, ``__del__``, atexit), the call's ref
-raises ActorDiedError, no further call runs here, and the node ends the actor for good.
-``end_actor`` runs the same hooks when the node ends the actor (last handle gone, shutdown).  Cancel (not forced) raises KeyboardInterrupt in the
+only; the driver re-raises it as both types.  Cancel (not forced) raises KeyboardInterrupt in the
 call via SIGINT, only if that call is still the one running.
+
+``exit_actor()`` (exceptions.ActorExit) is not an error: the actor's shutdown hooks run
+(``__ray_shutdown__``, ``__del__``, atexit), the call's ref raises ActorDiedError, no further call
+runs here, and the node ends the actor for good.  ``end_actor`` runs the same hooks when the node
+ends the actor (last handle gone, shutdown).
 """
 from __future__ import annotations
 
@@ -348,6 +350,9 @@ class Executor:
                 self._stream_item(spec, refs, item)
         except Exception as err:
             return self._stream_failed(spec, refs, err)
+        except BaseException as err:      # cancelled or exit_actor(): the items stay alive too
+            err.__miniray_items__ = [r.hex() for r in refs]
+            raise
         return self._stream_end(refs)
 
     async def _stream_async(self, spec, agen):
@@ -357,6 +362,9 @@ class Executor:
                 self._stream_item(spec, refs, item)
         except Exception as err:
             return self._stream_failed(spec, refs, err)
+        except BaseException as err:      # cancelled or exit_actor(): the items stay alive too
+            err.__miniray_items__ = [r.hex() for r in refs]
+            raise
         return self._stream_end(refs)
 
     @staticmethod
