@@ -510,11 +510,18 @@ def test_an_actor_ends_when_all_its_handles_are_gone_but_not_before_its_calls(rt
         h = Holder.remote()
         assert ray.get(h.ping.remote(), timeout=30) == 1
         del h
-    # named and detached actors stay
-    named = Shortlived.options(name="stays").remote()
+    # as in Ray, a named actor ends with its last handle too; a detached one stays
+    named = Shortlived.options(name="goes").remote()
     npid = ray.get(named.pid.remote())
     del named
     gc.collect()
+    assert wait_until(lambda: not psutil.pid_exists(npid), timeout=10)
+    with pytest.raises(ValueError):
+        ray.get_actor("goes")
+    kept = Shortlived.options(name="stays", lifetime="detached").remote()
+    kpid = ray.get(kept.pid.remote())
+    del kept
+    gc.collect()
     time.sleep(0.5)
-    assert ray.get(ray.get_actor("stays").pid.remote()) == npid
+    assert ray.get(ray.get_actor("stays").pid.remote()) == kpid
     ray.kill(ray.get_actor("stays"))

@@ -8,13 +8,17 @@
 
 The public names follow Ray's; see README.md for what is covered and what differs.
 """
-from miniray import events, exceptions, util
+from miniray import actor, events, exceptions, types, util
 from miniray.actor import ActorClass, ActorHandle, method
+from miniray.generators import DynamicObjectRefGenerator, ObjectRefGenerator
 from miniray.api import (available_resources, cancel, cluster_resources, get, get_actor, get_gpu_ids,
                          get_runtime_context, init, is_initialized, kill, nodes, put, shutdown, timeline,
                          wait)
+from miniray.job_config import JobConfig
 from miniray.refs import ObjectRef
 from miniray.remote_function import RemoteFunction
+
+ObjectID = ObjectRef            # Ray's old name
 
 __version__ = "0.1.0"
 
@@ -43,4 +47,5 @@ def load_ipython_extension(ipython):
 __all__ = ["init", "shutdown", "is_initialized", "remote", "get", "put", "wait", "cancel", "kill",
            "get_actor", "nodes", "cluster_resources", "available_resources", "get_runtime_context",
            "get_gpu_ids", "timeline", "method", "ObjectRef", "ActorHandle", "ActorClass",
-           "RemoteFunction", "exceptions"]
+           "RemoteFunction", "exceptions", "ObjectID", "ObjectRefGenerator", "DynamicObjectRefGenerator",
+           "JobConfig", "actor", "types"]

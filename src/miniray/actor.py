@@ -5,6 +5,12 @@ fails right here) and returns an ActorHandle at once; the constructor runs in th
 process.  ``handle.increment.remote(2)`` sends an actor-method TaskSpec; the node forwards calls to
 that worker in arrival order.  Handles are plain data (actor id, class name, method table): they
 pickle, travel into tasks and other actors, and work from any process.
+
+The ActorClass stands for the user's class too: its class attributes, classmethods and
+staticmethods read through (``Counter.LIMIT``), ``dir()`` lists them, and subclassing it is refused
+(derive from the plain class instead, as in Ray).  Every actor also answers two built-in methods:
+``__ray_ready__`` (True once the constructor ran) and ``__ray_terminate__`` (exit once the calls
+before it are done).  ``exit_actor()`` ends the actor from inside (worker/executor.py).
 """
 from __future__ import annotations
 
@@ -13,20 +19,45 @@ import uuid
 
 import cloudpickle
 
+from miniray import exceptions as exc
+from miniray.options import ACTOR_OPTIONS, check_method_options, check_options
 from miniray.refs import ObjectRef
-from miniray.remote_function import (ACTOR_OPTIONS, check_options, fixed_arity, pack_args, resource_request,
-                                     return_ids, submit_call)
+from miniray.remote_function import fixed_arity, pack_args, resource_request, return_ids, submit_call
 from miniray.runtime import call_site, current_runtime
 from miniray.store.serialization import dumps_code
 from miniray.transport.messages import TaskSpec
 
 
-def method(*, num_returns=1, concurrency_group=None, **_):
+BUILTINS = ("__ray_ready__", "__ray_terminate__")
+
+
+class ActorClassInheritanceException(TypeError):
+    """Raised when a class derives from an actor class (derive from the plain class instead)."""
+
+
+def method(*args, **options):
     """``@miniray.method(num_returns=k)`` on an actor method."""
+    if args:
+        raise TypeError("@miniray.method takes keyword options only, e.g. @miniray.method(num_returns=2).")
+    check_method_options(options)
+
     def mark(fn):
-        fn.__miniray_num_returns__ = num_returns
+        if options.get("num_returns") is not None:
+            fn.__miniray_num_returns__ = options["num_returns"]
         return fn
     return mark
+
+
+def exit_actor():
+    """End the current actor from inside one of its methods (or its constructor), as Ray's
+    ``ray.actor.exit_actor()``: the call's ref and the calls queued behind it raise ActorDiedError,
+    the actor is not restarted, and its ``__ray_shutdown__`` and atexit handlers run first."""
+    ctx = current_runtime().context_of()
+    if ctx is None or not ctx.actor_id:
+        raise TypeError("exit_actor() was called outside an actor. Call it inside an actor method "
+                        "(or its __init__) to end that actor; to stop an actor from outside, use "
+                        "miniray.kill(handle).")
+    raise exc.ActorExit("exit_actor() was called")
 
 
 def _method_table(cls) -> dict:
@@ -43,6 +74,11 @@ def _method_table(cls) -> dict:
             sig = None
         default = "streaming" if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn) else 1
         table[name] = {"num_returns": getattr(fn, "__miniray_num_returns__", default), "sig": sig}
+        decorator = getattr(fn, "__ray_invocation_decorator__", None)
+        if decorator is not None:        # Ray's hook: it wraps the caller's .remote(args, kwargs)
+            table[name]["decorator"] = cloudpickle.dumps(decorator)
+    for name in BUILTINS:
+        table[name] = {"num_returns": 1, "sig": inspect.Signature()}
     return table
 
 
@@ -55,6 +91,20 @@ class ActorClass:
         self._methods = _method_table(cls)
         self.__name__, self.__qualname__, self.__doc__ = cls.__name__, cls.__qualname__, cls.__doc__
         self.__module__ = cls.__module__
+
+    def __getattr__(self, name):
+        """The user's class attributes, classmethods and staticmethods, as on the plain class."""
+        if name.startswith("__") or "_cls" not in self.__dict__:
+            raise AttributeError(name)
+        return getattr(self._cls, name)
+
+    def __dir__(self):
+        return sorted(set(dir(self._cls)) | set(super().__dir__()))
+
+    def __mro_entries__(self, bases):
+        raise ActorClassInheritanceException(
+            f"Inheriting from actor classes is not supported: {self._cls.__name__} is an actor class. "
+            f"Derive from the plain class (define it without @remote), then decorate the subclass.")
 
     def __call__(self, *a, **k):
         name = self._cls.__name__
@@ -73,6 +123,9 @@ class ActorClass:
         return self._remote(args, kwargs, self._options)
 
     def _remote(self, args, kwargs, opts):
+        if opts.get("get_if_exists") and not opts.get("name"):
+            raise ValueError(f"{self._cls.__name__}.options(get_if_exists=True) needs a name=: the actor "
+                             "to reuse is found by its name.")
         rt = current_runtime()
         if self._blob is None or self._blob[0] != rt.address:
             self._blob = (rt.address, dumps_code(self._cls, ship_module=rt.address is not None))
@@ -86,17 +139,17 @@ class ActorClass:
         desc, deps, nested, keep = pack_args(rt, init, name, args, kwargs)
         tid = rt.new_task_id()
         actor_id = "a" + tid
-        methods = {m: {"num_returns": v["num_returns"]} for m, v in self._methods.items()}
+        methods = {m: {k: v[k] for k in ("num_returns", "decorator") if k in v} for m, v in self._methods.items()}
         handle_state = {"actor_id": actor_id, "class_name": name, "methods": methods,
                         "sigs": {m: v["sig"] for m, v in self._methods.items()},
                         "arity": {m: fixed_arity(v["sig"]) for m, v in self._methods.items()}}
         explicit = tuple(k for k, key in (("CPU", "num_cpus"), ("GPU", "num_gpus"), ("memory", "memory"))
                          if opts.get(key) is not None) + tuple((opts.get("resources") or {}).keys())
-        env = (opts.get("runtime_env") or {}).get("env_vars")
+        env = {**rt.job_env, **((opts.get("runtime_env") or {}).get("env_vars") or {})} or None
         options = {"name": opts.get("name"), "namespace": opts.get("namespace") or rt.namespace,
                    "get_if_exists": bool(opts.get("get_if_exists")), "handle": handle_state,
-                   "max_restarts": int(opts.get("max_restarts", 0)),
-                   "max_task_retries": int(opts.get("max_task_retries", 0)),
+                   "max_restarts": int(opts.get("max_restarts") or 0),
+                   "max_task_retries": int(opts.get("max_task_retries") or 0), "job_ns": rt.namespace,
                    "max_concurrency": opts.get("max_concurrency"), "explicit": explicit,
                    "env_vars": env, "lifetime": opts.get("lifetime"),
                    "strategy": "SPREAD" if opts.get("scheduling_strategy") == "SPREAD" else None}
@@ -125,6 +178,9 @@ class _BoundActor:
     def remote(self, *args, **kwargs):
         return self._ac._remote(args, kwargs, self._opts)
 
+    def options(self, **opts):
+        return self._ac.options(**{**self._opts, **opts})
+
 
 def handle_ref_id(actor_id: str) -> str:
     """The id of the pseudo-object every handle of an actor holds a ref to: when no handle (and no
@@ -139,13 +195,15 @@ class ActorHandle:
         self._ref = _ref if _ref is not None else ObjectRef(handle_ref_id(self._actor_id))
 
     def __getattr__(self, name):
-        if name.startswith("_"):
+        if name in ("_state", "_actor_id", "_ref") or (name.startswith("__") and name not in BUILTINS):
             raise AttributeError(name)
         methods = self._state["methods"]
+        if name in BUILTINS and name not in methods:      # a handle from before they were listed
+            return ActorMethod(self, name, 1)
         if name not in methods:
             raise AttributeError(f"Actor {self._state['class_name']} has no method {name!r}. "
                                  f"Its methods are: {sorted(m for m in methods if not m.startswith('_'))}.")
-        return ActorMethod(self, name, methods[name]["num_returns"])
+        return ActorMethod(self, name, methods[name]["num_returns"], methods[name].get("decorator"))
 
     def __reduce__(self):
         return (ActorHandle, (self._state, self._ref))   # the ref travels: counted as captured
@@ -161,17 +219,26 @@ class ActorHandle:
 
 
 class ActorMethod:
-    def __init__(self, handle, name, num_returns):
+    def __init__(self, handle, name, num_returns, decorator=None):
         self._handle, self._name, self._num_returns = handle, name, num_returns
+        self._decorator = decorator
 
     def __call__(self, *a, **k):
         raise TypeError(f"Actor methods cannot be called directly. Use "
                         f"handle.{self._name}.remote(...), then miniray.get() the ref it returns.")
 
-    def options(self, num_returns=None, **_):
-        return ActorMethod(self._handle, self._name, self._num_returns if num_returns is None else num_returns)
+    def options(self, **opts):
+        check_method_options(opts)
+        n = opts.get("num_returns")
+        return ActorMethod(self._handle, self._name, self._num_returns if n is None else n, self._decorator)
 
     def remote(self, *args, **kwargs):
+        if self._decorator is not None:
+            decorate = cloudpickle.loads(self._decorator)
+            return decorate(lambda a, k: self._remote(tuple(a), dict(k)))(args, kwargs)
+        return self._remote(args, kwargs)
+
+    def _remote(self, args, kwargs):
         rt = current_runtime()
         st = self._handle._state
         qual = f"{st['class_name']}.{self._name}"

@@ -32,11 +32,23 @@ class RuntimeInfo(dict):
 # -- start and stop --------------------------------------------------------------------------------
 def init(address=None, *, num_cpus=None, num_gpus=None, resources=None, object_store_memory=None,
          ignore_reinit_error=False, namespace=None, runtime_env=None, include_dashboard=None,
-         log_to_driver=True, logging_level=None, _inline_max=INLINE_MAX, **unsupported):
-    """Start a local runtime (or, later, connect to a cluster); returns its addresses."""
+         log_to_driver=True, logging_level=None, job_config=None, _inline_max=INLINE_MAX, **unsupported):
+    """Start a local runtime (or, later, connect to a cluster); returns its addresses.
+    ``runtime_env={"env_vars": ...}`` (or ``job_config=JobConfig(runtime_env=...)``) reaches every
+    task and actor of this job; a task's own ``runtime_env`` option adds to it."""
     if unsupported:
         raise TypeError(f"init() got unexpected argument(s) {sorted(unsupported)}.")
     tracebacks.install()      # uncaught errors show the user's frames, not the runtime's
+    if job_config is not None:
+        from miniray.job_config import JobConfig
+        if not isinstance(job_config, JobConfig):
+            raise TypeError(f"init(job_config=...) takes a miniray.job_config.JobConfig, got "
+                            f"{type(job_config).__name__}.")
+        namespace = namespace or job_config.ray_namespace
+        runtime_env = {**job_config.runtime_env, **(runtime_env or {})}
+    from miniray.options import check_options
+    check_options({"runtime_env": runtime_env}, {"runtime_env"}, "init()")
+    job_env = dict((runtime_env or {}).get("env_vars") or {})
     if _rt._current is not None:
         if ignore_reinit_error:
             return _info(_rt._current)
@@ -51,6 +63,7 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None, object_s
     if address not in (None, "local"):
         from miniray.cluster.client import connect
         _rt._current = connect(address, namespace=namespace or "default")
+        _rt._current.job_env = job_env
         atexit.register(_shutdown_at_exit)
         return _info(_rt._current)
     from miniray import session
@@ -67,6 +80,7 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None, object_s
                           inline_max=_inline_max, node=node, store=store, events=events,
                           session_dir=session_dir)
     runtime.namespace = namespace or "default"
+    runtime.job_env = job_env
     transport.client = LocalClient(runtime)
     node.pull_refs = runtime.flush_pending_to_node
     store.reclaim = runtime.reclaim
@@ -121,6 +135,8 @@ def _check_refs(refs, what):
 
 def get(object_refs, *, timeout=None, progress=False):
     """The value(s) of one ObjectRef or a list of them; raises the task's error if it failed."""
+    if type(object_refs).__name__ == "ObjectRefGenerator":
+        return object_refs      # as Ray: a streaming generator is its own value; iterate it for refs
     refs, single = _check_refs(object_refs, "get")
     if timeout is not None and timeout < 0:
         raise ValueError("get(timeout=...) must be >= 0 or None.")
@@ -144,7 +160,11 @@ def wait(object_refs, *, num_returns=1, timeout=None, fetch_local=True):
     """``(ready, not_ready)``: returns once ``num_returns`` refs are ready or ``timeout`` passed."""
     if isinstance(object_refs, ObjectRef):
         raise TypeError("wait() expects a list of ObjectRefs; wrap a single ref in a list: wait([ref]).")
-    refs, _ = _check_refs(list(object_refs), "wait")
+    object_refs = list(object_refs)
+    if any(type(r).__name__ == "ObjectRefGenerator" for r in object_refs):
+        from miniray.generators import wait_with_generators
+        return wait_with_generators(object_refs, num_returns, timeout)
+    refs, _ = _check_refs(object_refs, "wait")
     if len({r._id for r in refs}) != len(refs):
         raise ValueError("wait() got the same ObjectRef twice; pass each ref once.")
     if not isinstance(num_returns, int) or num_returns < 1 or num_returns > len(refs):
@@ -166,10 +186,13 @@ def wait(object_refs, *, num_returns=1, timeout=None, fetch_local=True):
 def cancel(object_ref, *, force=False, recursive=True):
     """Cancel the task that makes ``object_ref``: pending tasks never run; running ones get
     KeyboardInterrupt (or, with force=True, their worker is killed).  ``get`` then raises
-    TaskCancelledError."""
+    TaskCancelledError.  ``recursive`` (the default, as Ray): the tasks a running task submitted
+    are cancelled too, and theirs in turn.  A streaming generator can be cancelled too."""
+    if type(object_ref).__name__ == "ObjectRefGenerator":
+        object_ref = object_ref.completed()
     if not isinstance(object_ref, ObjectRef):
         raise TypeError(f"cancel() expects an ObjectRef, got {type(object_ref).__name__}.")
-    current_runtime().request("cancel", object_ref._id, bool(force))
+    current_runtime().request("cancel", object_ref._id, bool(force), bool(recursive))
 
 
 # -- actors -----------------------------------------------------------------------------------------
@@ -230,45 +253,9 @@ def get_gpu_ids() -> list:
     return [int(i) for i in get_runtime_context().get_accelerator_ids().get("GPU", [])]
 
 
-class RuntimeContext:
-    """What ``get_runtime_context()`` returns: ids of the current job, node, task and actor."""
-
-    def __init__(self, rt):
-        self._rt = rt
-        self._ctx = rt.context_of()
-
-    def get_job_id(self):
-        return self._rt.job_id
-
-    def get_node_id(self):
-        return self._rt.node_id
-
-    def get_task_id(self):
-        return self._ctx.task_id if self._ctx else None
-
-    def get_actor_id(self):
-        return self._ctx.actor_id if self._ctx else None
-
-    def get_worker_id(self):
-        return self._rt.holder
-
-    @property
-    def namespace(self):
-        return self._rt.namespace
-
-    def get_accelerator_ids(self) -> dict:
-        ids = self._ctx.gpu_ids if self._ctx else []
-        return {"GPU": [str(i) for i in ids]}
-
-    def is_canceled(self) -> bool:
-        return bool(self._ctx and self._ctx.cancelled)
-
-    def get(self):
-        return {"job_id": self.get_job_id(), "node_id": self.get_node_id(),
-                "task_id": self.get_task_id(), "actor_id": self.get_actor_id()}
-
-
-def get_runtime_context() -> RuntimeContext:
+def get_runtime_context():
+    """Ids of the current job, node, task and actor, and more (miniray/runtime_context.py)."""
+    from miniray.runtime_context import RuntimeContext
     return RuntimeContext(current_runtime())
 
 

@@ -23,12 +23,18 @@ from miniray import session
 
 
 class ClusterNode:
-    def __init__(self, proc, ip, kind):
+    def __init__(self, proc, ip, kind, info=None):
         self.proc, self.ip, self.kind = proc, ip, kind
+        self.node_id = (info or {}).get("node_id")     # as in miniray.nodes()' NodeID
+        self.node_ip_address = ip
 
     @property
     def pid(self):
         return self.proc.pid
+
+    @property
+    def unique_id(self):
+        return self.node_id
 
 
 class Cluster:
@@ -44,12 +50,23 @@ class Cluster:
         if connect:
             self.connect()
 
-    def _env(self):
-        return dict(os.environ, MINIRAY_TOKEN=self.token)
+    def _env(self, extra=None):
+        return dict(os.environ, **(extra or {}), MINIRAY_TOKEN=self.token)
+
+    # Ray's add_node kwargs that have no meaning here: accepted so Ray's test code runs unchanged
+    IGNORED = {"dashboard_host", "dashboard_port", "include_dashboard", "redis_port", "port",
+               "min_worker_port", "max_worker_port", "_system_config", "enable_object_reconstruction",
+               "labels", "memory", "raylet_config", "num_redis_shards", "redis_max_memory"}
 
     def add_node(self, num_cpus: int = 1, num_gpus: int | None = None, resources: dict | None = None,
                  node_ip_address: str | None = None, wait: bool = True,
-                 object_store_memory: int | None = None) -> ClusterNode:
+                 object_store_memory: int | None = None, env_vars: dict | None = None,
+                 **ray_kwargs) -> ClusterNode:
+        """Start a node (the head first); returns it, with ``node_id`` once it has joined."""
+        unknown = sorted(set(ray_kwargs) - self.IGNORED)
+        if unknown:
+            raise TypeError(f"add_node() got unexpected argument(s) {unknown}. It takes num_cpus, num_gpus, "
+                            "resources, object_store_memory, node_ip_address, env_vars and wait.")
         import json
         cmd = [sys.executable, "-m", "miniray.cli", "start", "--block", "--num-cpus", str(num_cpus),
                "--resources", json.dumps(resources or {})]
@@ -59,20 +76,21 @@ class Cluster:
             cmd += ["--object-store-memory", str(object_store_memory)]
         if self.head is None:
             ip = node_ip_address or "127.0.0.1"
-            proc = subprocess.Popen(cmd + ["--head", "--port", "0"], env=self._env(),
+            proc = subprocess.Popen(cmd + ["--head", "--port", "0"], env=self._env(env_vars),
                                     stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
-            self.head = ClusterNode(proc, ip, "head")
-            self.address = self._wait_for(lambda: [h["address"] for h in session.live_heads()
-                                                   if h["pid"] == proc.pid], proc)
+            info = self._wait_for(lambda: [h for h in session.live_heads() if h["pid"] == proc.pid], proc)
+            self.head = ClusterNode(proc, ip, "head", info)
+            self.address = info["address"]
             return self.head
         ip = node_ip_address or f"127.0.0.{self._next_ip}"
         self._next_ip += 1
-        proc = subprocess.Popen(cmd + ["--address", self.address, "--node-ip-address", ip], env=self._env(),
-                                stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(cmd + ["--address", self.address, "--node-ip-address", ip],
+                                env=self._env(env_vars), stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
         node = ClusterNode(proc, ip, "node")
         self.nodes.append(node)
         if wait:
-            self._wait_for(lambda: [n for n in session.live_nodes() if n["pid"] == proc.pid], proc)
+            node.node_id = self._wait_for(lambda: [n for n in session.live_nodes() if n["pid"] == proc.pid],
+                                          proc).get("node_id")
         return node
 
     @staticmethod

@@ -223,4 +223,12 @@ def warn_infeasible(name: str, need: dict, total: dict, call_site: str) -> None:
 
 _OPTION = {"CPU": "num_cpus=...", "GPU": "num_gpus=...", "memory": "memory=..."}
 
+class ActorExit(SystemExit):
+    """Raised by ``miniray.actor.exit_actor()``: a SystemExit, so ``except Exception`` in the
+    user's method does not swallow it; the worker ends the actor on purpose."""
+
+
+AsyncioActorExit = ActorExit     # Ray's name for the one raised in async actors
+
+
 __all__ = [n for n in list(globals()) if n.endswith("Error") or n == "TaskError"]

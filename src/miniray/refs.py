@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import threading
+import types
 
 from miniray import runtime as _runtime
 
@@ -29,6 +30,9 @@ class ObjectRef:
             if rt is not None:
                 rt.add_local_ref(object_id)
                 self._counted = True
+
+    def __class_getitem__(cls, item):       # ``ObjectRef[int]`` in annotations (miniray.types)
+        return types.GenericAlias(cls, item)
 
     # -- identity -----------------------------------------------------------------------------
     def hex(self) -> str:
@@ -82,6 +86,16 @@ class ObjectRef:
 
         threading.Thread(target=fill, daemon=True, name=f"miniray-future-{self._id[:8]}").start()
         return fut
+
+    def as_future(self, _internal=False):
+        """An ``asyncio.Future`` of the current event loop that completes with the value."""
+        import asyncio
+        return asyncio.wrap_future(self.future())
+
+    def _on_completed(self, callback) -> None:
+        """Call ``callback(value)`` once the value is ready; with the task's error instead of the
+        value if it failed (as Ray).  It runs on a background thread."""
+        self.future().add_done_callback(lambda f: callback(f.exception() or f.result()))
 
     def __await__(self):
         import asyncio

@@ -15,43 +15,12 @@ import uuid
 
 import cloudpickle
 
+from miniray.options import ACTOR_OPTIONS, TASK_OPTIONS, check_options
 from miniray.refs import ObjectRef
 from miniray.runtime import call_site, current_runtime
 from miniray.store.serialization import SCALARS, dumps_code, serialize
 from miniray.transport.messages import TaskSpec
 from miniray.worker.executor import ArgRef
-
-TASK_OPTIONS = {"num_cpus", "num_gpus", "resources", "memory", "num_returns", "max_retries",
-                "retry_exceptions", "name", "scheduling_strategy", "runtime_env", "max_calls",
-                "accelerator_type", "label_selector", "placement_group", "_metadata"}
-ACTOR_OPTIONS = {"num_cpus", "num_gpus", "resources", "memory", "max_restarts", "max_task_retries",
-                 "max_concurrency", "name", "namespace", "get_if_exists", "lifetime",
-                 "scheduling_strategy", "runtime_env", "concurrency_groups", "max_pending_calls",
-                 "accelerator_type", "label_selector", "_metadata"}
-
-
-def check_options(opts: dict, allowed: set, what: str) -> dict:
-    bad = sorted(set(opts) - allowed)
-    if bad:
-        raise ValueError(f"Unknown option(s) {bad} for {what}. Valid options are: {sorted(allowed)}.")
-    for key in ("num_cpus", "num_gpus", "memory"):
-        v = opts.get(key)
-        if v is not None and (not isinstance(v, (int, float)) or v < 0):
-            raise ValueError(f"{key} must be a number >= 0, got {v!r}.")
-    res = opts.get("resources") or {}
-    if not isinstance(res, dict):
-        raise TypeError(f"resources must be a dict like {{'teacher': 1}}, got {type(res).__name__}.")
-    for key in ("CPU", "GPU", "memory"):
-        if key in res:
-            raise ValueError(f"Use the {'num_cpus' if key == 'CPU' else 'num_gpus' if key == 'GPU' else 'memory'}"
-                             f" option instead of resources={{'{key}': ...}}.")
-    rt_env = opts.get("runtime_env") or {}
-    unknown_env = set(rt_env) - {"env_vars"}
-    if unknown_env:
-        raise ValueError(f"runtime_env keys {sorted(unknown_env)} are not supported by miniray; only "
-                         "'env_vars' is. Install packages into the environment the workers share instead.")
-    return opts
-
 
 def resource_request(opts: dict, default_cpus: float) -> dict:
     need = {"CPU": float(opts.get("num_cpus", default_cpus) if opts.get("num_cpus") is not None else default_cpus)}
@@ -137,6 +106,9 @@ def return_ids(tid: str, n) -> tuple:
 def submit_call(rt, spec, keep=None):
     """Send a task or actor call; returns what ``.remote()`` returns.  Its refs are counted
     before the call goes out, and ``keep`` (the ref of arguments too big to inline) until then."""
+    ctx = rt.context_of()
+    if ctx is not None and spec.type == "task":     # a task inside a call: cancel(recursive) finds it
+        spec.options["parent"] = ctx.task_id
     if spec.num_returns == 1:       # the usual call
         ref = ObjectRef(spec.returns[0])
         rt.submit(spec)
@@ -150,8 +122,8 @@ def submit_call(rt, spec, keep=None):
 def wrap_returns(tid: str, n, refs):
     """What ``.remote()`` returns: one ref, a list of refs, None, or a streaming generator."""
     if n == "streaming":
-        from miniray.generators import StreamingObjectRefGenerator
-        return StreamingObjectRefGenerator(tid, refs[0])
+        from miniray.generators import ObjectRefGenerator
+        return ObjectRefGenerator(tid, refs[0])
     if n == 1 or n == "dynamic":
         return refs[0]
     return refs if n else None
@@ -161,11 +133,15 @@ class RemoteFunction:
     def __init__(self, fn, options: dict | None = None):
         if not callable(fn):
             raise TypeError(f"@remote needs a function or a class, got {type(fn).__name__}.")
+        if inspect.iscoroutinefunction(fn):
+            raise ValueError(f"@remote on 'async def {fn.__name__}' is not allowed: a task is a plain "
+                             "function. Call asyncio.run(...) inside a plain function, or make it a "
+                             "method of an actor class (async actors run their methods on an event loop).")
         self._function = fn
         self._options = check_options(dict(options or {}), TASK_OPTIONS, f"task {fn.__name__}")
         self._fn_id = f"{fn.__module__}.{fn.__qualname__}:{uuid.uuid4().hex[:12]}"
         self._blob = None
-        self._derived, self._for = None, None   # _derive(options), cached for one options dict
+        self._derived, self._for, self._ns = None, None, None   # _derive(options), cached per dict
         try:
             self._sig = inspect.signature(fn)
         except (TypeError, ValueError):
@@ -196,8 +172,8 @@ class RemoteFunction:
             self._blob = (rt.address, dumps_code(self._function, ship_module=rt.address is not None))
         if self._fn_id not in rt.fns:
             rt.ensure_function(self._fn_id, lambda: self._blob[1])
-        if opts is not self._for:               # what the options decide, worked out once per dict
-            self._derived, self._for = self._derive(opts), opts
+        if opts is not self._for or self._ns != rt.namespace:   # worked out once per options dict
+            self._derived, self._for, self._ns = self._derive(opts, rt.namespace, rt.job_env), opts, rt.namespace
         name, n, res, max_retries, retry, extra = self._derived
         desc, deps, nested, keep = pack_args(rt, self._sig, name, args, kwargs, self._arity)
         tid = rt.new_task_id()
@@ -206,19 +182,22 @@ class RemoteFunction:
                         max_retries, retry, options=dict(extra), call_site=call_site(), owner=rt.holder)
         return submit_call(rt, spec, keep)
 
-    def _derive(self, opts) -> tuple:
+    def _derive(self, opts, namespace="default", job_env=None) -> tuple:
         name = opts.get("name") or self._function.__name__
-        n = opts.get("num_returns", self._default_returns)
-        if n not in ("dynamic", "streaming") and (not isinstance(n, int) or n < 0):
-            raise ValueError(f"num_returns must be an int >= 0, got {n!r}.")
+        n = opts.get("num_returns")
+        n = self._default_returns if n is None else n
         retry = opts.get("retry_exceptions", False)
         if isinstance(retry, list):
             retry = tuple(retry)
-        env = (opts.get("runtime_env") or {}).get("env_vars")
+        env = {**(job_env or {}), **((opts.get("runtime_env") or {}).get("env_vars") or {})}
         extra = {"env_vars": env} if env else {}
         if opts.get("scheduling_strategy") == "SPREAD":
             extra["strategy"] = "SPREAD"
-        return name, n, resource_request(opts, 1.0), int(opts.get("max_retries", 3)), retry, extra
+        if namespace != "default":          # the job's namespace: get_actor inside the task finds its actors
+            extra["job_ns"] = namespace
+        retries = opts.get("max_retries")
+        retries = 3 if retries is None else (10**9 if retries == -1 else retries)   # -1: for ever
+        return name, n, resource_request(opts, 1.0), retries, retry, extra
 
     def __repr__(self):
         return f"<miniray remote function {self._function.__module__}.{self._function.__qualname__}>"
@@ -240,7 +219,7 @@ class _Bound:
         return self._rf._remote(args, kwargs, self._opts)
 
     def options(self, **opts):
-        return _Bound(self._rf, {**self._opts, **opts})
+        return self._rf.options(**{**self._opts, **opts})
 
     def __call__(self, *a, **k):
         return self._rf(*a, **k)

@@ -109,6 +109,7 @@ class Runtime:
         self._pending: list = []      # ("refs", oid, -1) / ("unpin", oid), in order
         self.fns: set = set()            # function ids sent to the node already
         self.namespace = "default"
+        self.job_env: dict = {}          # init(runtime_env={"env_vars": ...}): for every task and actor
         self.lost = ""                   # a remote driver: why the head is unreachable
         self.close = lambda: None
         self.context_of = lambda: None   # worker: the current call's context (worker/executor.py)

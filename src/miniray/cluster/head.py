@@ -114,7 +114,7 @@ def run_head(args, resources) -> int:
               file=sys.stderr)
         return 1
     address = f"{ip}:{port}"
-    head_file = session.write_info_file(address, sdir)
+    head_file = session.write_info_file(address, sdir, node_id=node.node_id)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

@@ -10,7 +10,8 @@ State per actor: its creation spec (to re-run ``__init__`` on restart), the work
 ``queue`` (calls not yet sent, in submission order), ``inflight`` (calls sent to the worker),
 ``restarts_left`` and, once dead, ``cause``, the sentence every later call's error quotes.
 Calls are sent to the actor's worker in the order they arrived; a call whose arguments are not ready
-holds back the calls behind it, so one caller's calls run in submission order.
+holds back the later calls of its caller, so one caller's calls run in submission order, while
+other callers' calls go on.
 """
 from __future__ import annotations
 
@@ -74,9 +75,20 @@ class ActorTable:
             return None
         return self.actors[aid].spec.options["handle"]
 
+    def named(self, namespace, all_namespaces=False) -> list:
+        """The live named actors: names in ``namespace``, or {name, namespace} dicts of all."""
+        live = sorted(k for k, aid in self.names.items() if self.actors[aid].state != DEAD)
+        if all_namespaces:
+            return [{"name": name, "namespace": ns} for ns, name in live]
+        return [name for ns, name in live if ns == (namespace or "default")]
+
     def created(self, spec, result, wc):
         actor = self.actors.get(spec.actor_id)
         if actor is None or actor.state == DEAD:
+            self.node._kill_worker(wc.holder)
+            return
+        if result.error == "ActorExit":
+            self._die(actor, f"its constructor {actor.class_name}.__init__ called exit_actor()")
             self.node._kill_worker(wc.holder)
             return
         if result.error:
@@ -105,27 +117,35 @@ class ActorTable:
         self.pump(actor)
 
     def pump(self, actor):
+        """Send the actor's queued calls whose arguments are ready.  A call waiting for one holds
+        back only the later calls of the same caller (their order is kept), not other callers'."""
         node = self.node
+        held, kept = None, None       # callers held back, and their calls (in order)
         while actor.state == ALIVE and actor.queue:
-            spec = actor.queue[0]
+            spec = actor.queue.popleft()
+            if held and spec.owner in held:
+                kept.append(spec)
+                continue
             descs = {}
             if spec.deps:                  # most calls take none: skip the checks without a call
                 unready = [o for o in spec.deps if not node.store.ready(o)]
                 if unready:
                     self.blocked.setdefault(unready[0], set()).add(spec.actor_id)
-                    return
+                    held, kept = (held or set()) | {spec.owner}, kept if kept is not None else deque()
+                    kept.append(spec)
+                    continue
                 failed = [o for o in spec.deps if node.store.entries[o].state == "FAILED"]
                 if failed:
-                    actor.queue.popleft()
                     self.calls.pop(spec.task_id, None)
                     desc = node.store.entries[failed[0]].desc
                     node.fail(spec, pickle.loads(desc[1]))
                     continue
                 descs = node.descs_for(node.conns[actor.worker], spec.deps)
-            actor.queue.popleft()
             actor.inflight[spec.task_id] = spec
             wc = node.conns[actor.worker]
             wc.deliver_exec(("exec", spec, None, descs, []))
+        if kept:
+            actor.queue.extendleft(reversed(kept))
 
     def object_ready(self, oid):
         for aid in self.blocked.pop(oid, ()):
@@ -143,6 +163,8 @@ class ActorTable:
         spec = actor.inflight.pop(tid, None)
         if spec is not None:
             self.node._finish(spec, result, worker=wc.holder)
+        if result.error == "ActorExit":       # exit_actor() or __ray_terminate__: ended on purpose
+            self.kill(aid, cause=f"it exited on purpose: exit_actor() was called in {spec.name if spec else tid}")
 
     def cancel(self, tid):
         aid = self.calls.get(tid)
@@ -156,16 +178,20 @@ class ActorTable:
                 self.node.fail(spec, exc.TaskCancelledError(tid))
 
     def handles_gone(self, actor_id):
-        """No handle of this actor is left anywhere and no call is pending: end it, as Ray does,
-        unless it is named (get_actor can still find it) or detached."""
+        """No handle of this actor is left anywhere and no call is pending: end it, as Ray does
+        (named ones too), unless it is detached.  Gracefully: its worker runs the actor's
+        ``__ray_shutdown__``, ``__del__`` and atexit handlers, then exits."""
         actor = self.actors.get(actor_id)
-        if actor is None or actor.state == DEAD or actor.key is not None:
+        if actor is None or actor.state == DEAD:
             return
         if actor.spec.options.get("lifetime") == "detached":
             return
         self._die(actor, "all its handles went out of scope")
         S.forget(self.node.state, actor.spec.task_id)
-        if actor.worker:
+        wc = self.node.conns.get(actor.worker) if actor.worker else None
+        if wc is not None:
+            wc.deliver([("terminate",)])
+        elif actor.worker:
             self.node._kill_worker(actor.worker)
 
     def owner_gone(self, holder):
@@ -175,12 +201,12 @@ class ActorTable:
                 self.kill(actor.spec.actor_id, no_restart=True)
 
     # -- failure --------------------------------------------------------------------------------
-    def kill(self, actor_id, no_restart=True):
+    def kill(self, actor_id, no_restart=True, cause="it was killed with miniray.kill()"):
         actor = self.actors.get(actor_id)
         if actor is None or actor.state == DEAD:
             return
         if no_restart:
-            self._die(actor, "it was killed with miniray.kill()")
+            self._die(actor, cause)
             S.forget(self.node.state, actor.spec.task_id)
         if actor.worker:
             self.node._kill_worker(actor.worker)

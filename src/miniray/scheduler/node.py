@@ -581,7 +581,8 @@ class Node:
             if not S.fits(res["available"], need):
                 continue
             slots = [s for s in st.workers.values() if s.node == node_id]
-            if any(s.state in ("idle", "starting") for s in slots) or self.spawning.get(node_id):
+            if any(s.state in ("idle", "starting") and S.usable(s, need) for s in slots) \
+                    or self.spawning.get(node_id):
                 return
             if sum(s.state != "actor" for s in slots) >= 4 * int(res["total"].get("CPU", 1)) + 64:
                 continue
@@ -880,8 +881,14 @@ class Node:
         self.allocs.setdefault(client.holder, set()).add(off)
         client.deliver([("reply", rid, True, off)])
 
-    def _req_cancel(self, client, rid, oid, force):
+    def _req_cancel(self, client, rid, oid, force, recursive=True):
         tid = oid[:-2]
+        for t in S.descendants(self.state, tid) if recursive else ():   # what it submitted, first
+            self._cancel(t, force)
+        self._cancel(tid, force)
+        client.deliver([("reply", rid, True, None)])
+
+    def _cancel(self, tid, force):
         spec = self.state.specs.get(tid)
         if spec is not None and tid not in self.state.placed:
             S.forget(self.state, tid)
@@ -895,7 +902,6 @@ class Node:
                 self.conns[wid].deliver([("cancel", tid)])
         else:
             self.actors.cancel(tid)
-        client.deliver([("reply", rid, True, None)])
 
     def _kill_worker(self, wid):
         """SIGKILL a worker here; a worker on another node is cut off, and exits at once."""
@@ -920,6 +926,9 @@ class Node:
 
     def _req_get_actor(self, client, rid, name, namespace):
         client.deliver([("reply", rid, True, self.actors.lookup(name, namespace))])
+
+    def _req_named_actors(self, client, rid, namespace, all_namespaces):
+        client.deliver([("reply", rid, True, self.actors.named(namespace, all_namespaces))])
 
     def _req_kill(self, client, rid, actor_id, no_restart):
         self.actors.kill(actor_id, no_restart)

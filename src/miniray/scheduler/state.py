@@ -47,6 +47,7 @@ class Slot:
     held: dict = field(default_factory=dict)
     gpus: list = field(default_factory=list)
     actor_id: str | None = None
+    ran_cpu_only: bool = False     # it ran a call without GPUs: no GPU call is placed on it (usable)
 
 
 @dataclass
@@ -122,10 +123,16 @@ def _release(state: State, held: dict, node: str = None) -> None:
             avail[k] = avail.get(k, 0.0) + v
 
 
+def usable(slot: Slot, need: dict) -> bool:
+    """A GPU call never reuses a worker that ran CPU-only calls, as in Ray: that process may have
+    set up CUDA (or imported a library that did) without the GPU ids the call is given."""
+    return not (slot.ran_cpu_only and need.get("GPU"))
+
+
 def _pick_worker(state: State, idle: list, need: dict, spec):
     """An idle worker on a node where ``need`` fits, by the call's scheduling strategy."""
     fitting = [w for w in idle if fits(state.nodes.get(state.workers[w].node, {"available": state.available})
-                                       ["available"], need)]
+                                       ["available"], need) and usable(state.workers[w], need)]
     if not fitting:
         return None
     if spec.options.get("strategy") == "SPREAD":
@@ -230,6 +237,8 @@ def _place(state: State, spec, idle: list, out: list) -> bool:
         if ngpu:
             free = _gpus(state, slot.node)
             slot.gpus, free[:] = free[:ngpu], free[ngpu:]
+        elif not need.get("GPU"):
+            slot.ran_cpu_only = True
         slot.state = "busy"
     elif spec.type == "task" and not need.get("GPU"):
         wid = _prefetch_target(state, spec, need)
@@ -324,6 +333,22 @@ def bind_actor(state: State, wid: str, actor_id: str, lifetime_need: dict) -> No
     slot.held = _acquire(state, lifetime_need, slot.node)
     slot.gpus = gpus
     slot.state, slot.actor_id, slot.queue = "actor", actor_id, []
+
+
+def descendants(state: State, tid: str) -> list:
+    """The calls still known here that ``tid`` submitted, and theirs in turn (``cancel``'s
+    recursive=True).  A nested call names its parent in ``options["parent"]``."""
+    kids: dict = {}
+    for t, spec in state.specs.items():
+        parent = spec.options.get("parent") if spec.options else None
+        if parent:
+            kids.setdefault(parent, []).append(t)
+    out, todo = [], [tid]
+    while todo:
+        for child in kids.get(todo.pop(), ()):
+            out.append(child)
+            todo.append(child)
+    return out
 
 
 def requeue_front(state: State, tids: list) -> None:

@@ -9,10 +9,16 @@ belongs to that actor for life), or an actor method.  Actors choose how calls ru
 Errors become a RayTaskError holding the user's exception and the traceback of the user's frames
 only; the driver re-raises it as both types.  Cancel (not forced) raises KeyboardInterrupt in the
 call via SIGINT, only if that call is still the one running.
+
+``exit_actor()`` (exceptions.ActorExit) is not an error: the actor's shutdown hooks run
+(``__ray_shutdown__``, ``__del__``, atexit), the call's ref raises ActorDiedError, no further call
+runs here, and the node ends the actor for good.  ``end_actor`` runs the same hooks when the node
+ends the actor (last handle gone, shutdown).
 """
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import os
 import pickle
@@ -66,6 +72,19 @@ class CallContext:
     def __init__(self, spec, node_id, gpus):
         self.task_id, self.actor_id, self.node_id = spec.task_id, spec.actor_id, node_id
         self.gpu_ids, self.name, self.cancelled = list(gpus), spec.name, False
+        self.spec, self.executor = spec, None
+
+
+# the call an async actor's coroutine serves (each asyncio task has its own copy)
+_ASYNC_CALL: contextvars.ContextVar = contextvars.ContextVar("miniray_async_call", default=None)
+
+
+def _ready():
+    return True
+
+
+def _terminate():
+    raise exc.ActorExit("__ray_terminate__ was called")
 
 
 class Executor:
@@ -85,6 +104,11 @@ class Executor:
         self._started: list = []
         self._started_lock = threading.Lock()
         self.cancelled: set = set()
+        self.exiting = False            # exit_actor() ran: no further call runs here
+        self.restarted = False          # this actor's constructor runs again after a crash
+        self._omp_set = "OMP_NUM_THREADS" not in os.environ   # the user's own setting wins
+        if self._omp_set:
+            os.environ["OMP_NUM_THREADS"] = "1"                # as Ray: a task gets its CPUs' worth
         signal.signal(signal.SIGINT, self._on_sigint)
         rt.context_of = self.context
         rt.blocking = self.blocking
@@ -117,7 +141,7 @@ class Executor:
 
     # -- context ----------------------------------------------------------------------------------
     def context(self):
-        return getattr(self._local, "ctx", None)
+        return _ASYNC_CALL.get() or getattr(self._local, "ctx", None)
 
     def _on_sigint(self, signum, frame):
         ctx = self.current
@@ -146,6 +170,8 @@ class Executor:
     def run(self, spec, blob, descs, gpus):
         if blob is not None:
             self.fns[spec.fn_id] = blob
+        if self.exiting:                # the node fails these calls as it ends the actor
+            return
         if spec.type == "actor_method" and self.loop is not None:
             asyncio.run_coroutine_threadsafe(self._run_async(spec, descs), self.loop)
         elif spec.type == "actor_method" and self.pool is not None:
@@ -155,6 +181,7 @@ class Executor:
 
     def _run(self, spec, descs, gpus):
         ctx = CallContext(spec, self.node_id, gpus)
+        ctx.executor = self
         self._local.ctx = ctx
         if self.sequential:
             self.current = ctx
@@ -172,6 +199,8 @@ class Executor:
             result = self._store(spec, value, start)
         except KeyboardInterrupt:
             result = self._failed(spec, exc.TaskCancelledError(spec.task_id), start, cancelled=True)
+        except exc.ActorExit:
+            result = self._exit_actor(spec, start)
         except BaseException as err:  # the user's code failed: report it, stay alive
             result = self._error(spec, err, start)
         finally:
@@ -191,10 +220,11 @@ class Executor:
             start = time.time()
             self.rt.send([("started", spec.task_id, start)])
             ctx = CallContext(spec, self.node_id, self.actor_gpus)
-            self._local.ctx = ctx
+            ctx.executor = self
+            _ASYNC_CALL.set(ctx)        # this call's own asyncio context: calls interleave on one thread
             try:
                 args, kwargs, _ = self._resolve(spec, descs)
-                value = getattr(self.instance, spec.fn_id)(*args, **kwargs)
+                value = self._target(spec)(*args, **kwargs)
                 if inspect.isawaitable(value):
                     value = await value
                 if inspect.isasyncgen(value):
@@ -202,12 +232,15 @@ class Executor:
                 result = self._store(spec, value, start)
             except asyncio.CancelledError:
                 result = self._failed(spec, exc.TaskCancelledError(spec.task_id), start, cancelled=True)
+            except exc.ActorExit:
+                result = self._exit_actor(spec, start)
             except BaseException as err:
                 result = self._error(spec, err, start)
             self.rt.send([("done", spec.task_id, result)])
 
     def _target(self, spec):
         if spec.type == "task":
+            self.rt.namespace = spec.options.get("job_ns", "default")   # for get_actor in the task
             fn = self.fns[spec.fn_id]
             if isinstance(fn, bytes):
                 fn = self.fns[spec.fn_id] = pickle.loads(fn)
@@ -215,13 +248,47 @@ class Executor:
         if spec.type == "actor_creation":
             cls = pickle.loads(self.fns[spec.fn_id])
             return lambda *a, **k: self._become_actor(spec, cls, a, k)
+        if spec.fn_id in ("__ray_ready__", "__ray_terminate__"):
+            return _ready if spec.fn_id == "__ray_ready__" else _terminate
         return getattr(self.instance, spec.fn_id)
+
+    # -- the actor's life -------------------------------------------------------------------------
+    def _exit_actor(self, spec, start) -> Result:
+        """exit_actor() was called in this call: end the actor on purpose (see the docstring)."""
+        self.exiting = True
+        self.end_actor()
+        what = "its constructor" if spec.type == "actor_creation" else spec.name
+        err = exc.ActorDiedError(f"The actor {spec.name.split('.')[0]} exited on purpose: exit_actor() was "
+                                 f"called in {what}. Calls after it fail; create a new actor to go on.")
+        return self._failed(spec, err, start, name="ActorExit")
+
+    def end_actor(self) -> None:
+        """The actor ends gracefully: its ``__ray_shutdown__``, then ``__del__`` (its last reference
+        goes), then the process's atexit handlers.  A hook that raises is reported, not fatal."""
+        instance, self.instance = self.instance, None
+        try:
+            hook = getattr(instance, "__ray_shutdown__", None)
+            if hook is not None:
+                hook()
+        except Exception:
+            traceback.print_exc()
+        del instance, hook
+        import atexit
+        import gc
+        gc.collect()
+        atexit._run_exitfuncs()
+        sys.stdout.flush()
+        sys.stderr.flush()
 
     def _become_actor(self, spec, cls, args, kwargs):
         self.actor_spec = spec
         self.actor_gpus = list(self.context().gpu_ids)
         env = spec.options.get("env_vars") or {}
         os.environ.update(env)
+        self.rt.namespace = spec.options.get("job_ns", "default")
+        self.restarted = spec.attempt > 0
+        if self._omp_set:
+            os.environ["OMP_NUM_THREADS"] = str(max(1, int(spec.resources.get("CPU", 1))))
         if self.actor_gpus:
             os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, self.actor_gpus))
         is_async = any(inspect.iscoroutinefunction(m) or inspect.isasyncgenfunction(m)
@@ -231,12 +298,29 @@ class Executor:
             self.sequential = False
             self.loop = asyncio.new_event_loop()
             self.semaphore = asyncio.Semaphore(limit or 1000, )
-            threading.Thread(target=self.loop.run_forever, daemon=True, name="miniray-actor-loop").start()
+            threading.Thread(target=self._loop_main, daemon=True, name="miniray-actor-loop").start()
+            ctx = self.context()
+
+            async def construct():      # on the loop, as Ray: __init__ may start asyncio tasks
+                self._local.ctx = ctx
+                return cls(*args, **kwargs)
+            self.instance = asyncio.run_coroutine_threadsafe(construct(), self.loop).result()
+            return None
         elif limit and limit > 1:
             self.sequential = False
             self.pool = ThreadPoolExecutor(limit, thread_name_prefix="miniray-actor")
         self.instance = cls(*args, **kwargs)
         return None
+
+    def _loop_main(self):
+        """An async actor's event loop.  exit_actor() in a background asyncio task (one no call
+        awaits) stops the loop: the actor then ends here, hooks first."""
+        try:
+            self.loop.run_forever()
+        except exc.ActorExit:
+            self.exiting = True
+            self.end_actor()
+            os._exit(0)
 
     # -- arguments and values -----------------------------------------------------------------------
     def _resolve(self, spec, descs):
@@ -258,27 +342,50 @@ class Executor:
 
     def _stream(self, spec, gen):
         """Put each yielded value as its own object right away; return refs to all of them.
-        If the generator raises, the items before the error stay alive: the error captures them."""
-        from miniray.generators import ObjectRefGenerator
+        If the generator raises, the items before the error stay alive: the error captures them
+        (streaming), or the error becomes the generator's last ref (dynamic, as in Ray)."""
         refs = []
         try:
             for item in gen:
                 self._stream_item(spec, refs, item)
-        except BaseException as err:
+        except Exception as err:
+            return self._stream_failed(spec, refs, err)
+        except BaseException as err:      # cancelled or exit_actor(): the items stay alive too
             err.__miniray_items__ = [r.hex() for r in refs]
             raise
-        return ObjectRefGenerator(refs)
+        return self._stream_end(refs)
 
     async def _stream_async(self, spec, agen):
-        from miniray.generators import ObjectRefGenerator
         refs = []
         try:
             async for item in agen:
                 self._stream_item(spec, refs, item)
-        except BaseException as err:
+        except Exception as err:
+            return self._stream_failed(spec, refs, err)
+        except BaseException as err:      # cancelled or exit_actor(): the items stay alive too
             err.__miniray_items__ = [r.hex() for r in refs]
             raise
-        return ObjectRefGenerator(refs)
+        return self._stream_end(refs)
+
+    @staticmethod
+    def _stream_end(refs):
+        from miniray.generators import DynamicObjectRefGenerator
+        return DynamicObjectRefGenerator(refs)
+
+    def _stream_failed(self, spec, refs, err):
+        retry = spec.retry_exceptions
+        retrying = spec.attempt < spec.max_retries and (
+            retry is True or (isinstance(retry, tuple) and isinstance(err, retry)))
+        if spec.num_returns != "dynamic" or retrying:      # the task fails (and is run again)
+            err.__miniray_items__ = [r.hex() for r in refs]
+            raise err
+        from miniray.generators import item_id
+        from miniray.refs import ObjectRef
+        oid = item_id(spec.task_id, len(refs))
+        refs.append(ObjectRef(oid))
+        blob = self._error(spec, err, time.time()).values[0][1]
+        self.rt.send([("put", oid, blob, (), spec.call_site)])
+        return self._stream_end(refs)
 
     def _stream_item(self, spec, refs, item):
         from miniray.generators import item_id
@@ -287,15 +394,39 @@ class Executor:
         refs.append(ObjectRef(oid))
         self.rt.put_serialized(oid, serialize(item), spec.call_site)
 
-    def _store(self, spec, value, start) -> Result:
-        n = spec.num_returns
-        if n in ("streaming", "dynamic") and type(value).__name__ == "ObjectRefGenerator":
+    def _yields(self, spec, gen, start):
+        """A generator called with an int num_returns: its first n yields are the n return values;
+        if it raises or stops early, the refs it did not reach hold that error (as in Ray)."""
+        n, values = spec.num_returns, []
+        try:
+            for item in gen:
+                if len(values) == n:
+                    break
+                values.append(item)
+            if len(values) < n:
+                raise ValueError(f"{spec.name} yielded {len(values)} value(s), but num_returns={n}. "
+                                 f"Yield exactly {n} values, or use num_returns='streaming'.")
+        except Exception as err:
+            failed = self._error(spec, err, start)
+            good = self._store(spec, values[0] if len(values) == 1 else values, start, n=len(values))
+            failed.values[:len(values)] = good.values
+            return failed
+        return None, values
+
+    def _store(self, spec, value, start, n=None) -> Result:
+        n = spec.num_returns if n is None else n
+        if n in ("streaming", "dynamic") and type(value).__name__ == "DynamicObjectRefGenerator":
             n = 1   # an async generator already streamed by _run_async
         elif n in ("streaming", "dynamic"):
             if not inspect.isgenerator(value):
                 raise TypeError(f"{spec.name} was called with num_returns={n!r} but returned "
                                 f"{type(value).__name__}, not a generator. Use yield, or drop num_returns.")
             value, n = self._stream(spec, value), 1
+        elif inspect.isgenerator(value):          # an int num_returns (1 too): a value per yield
+            partial = self._yields(spec, value, start)
+            if isinstance(partial, Result):
+                return partial
+            value = partial[1][0] if n == 1 else partial[1]
         if n == 1:
             values = [value]
         elif n == 0:
@@ -352,9 +483,12 @@ class Executor:
     # -- per-call environment ---------------------------------------------------------------------
     def _enter_env(self, spec, gpus):
         """Set a task's env_vars and GPUs for the call; returns what to restore (None: nothing)."""
-        if spec.type != "task" or not (gpus or spec.options):
+        cpus = spec.resources.get("CPU", 1)
+        if spec.type != "task" or not (gpus or spec.options or cpus != 1):
             return None
         changes = dict(spec.options.get("env_vars") or {})
+        if self._omp_set and cpus != 1:
+            changes["OMP_NUM_THREADS"] = str(max(1, int(cpus)))
         if gpus and spec.type == "task":
             changes["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, gpus))
         saved = {k: os.environ.get(k) for k in changes}

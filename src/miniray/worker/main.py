@@ -99,12 +99,33 @@ class Inbox:
                 rt.transport.resolve(item[1], item[2], item[3])
             elif kind == "cancel":
                 executor.cancel(item[1])
+            elif kind == "terminate":                   # the node ends this actor gracefully
+                _end_gracefully(executor)
 
 
-def _node_gone(arena_path, session_dir, driver_pid):
+def _end_gracefully(executor):
+    """Run the actor's shutdown hooks (executor.end_actor), at most 5 s, then exit."""
+    if executor.instance is not None:
+        threading.Timer(5.0, os._exit, (0,)).start()
+        try:
+            executor.end_actor()
+        except BaseException:   # a hook that raises or exits: we exit anyway
+            pass
+    os._exit(0)
+
+
+def _node_gone(arena_path, session_dir, driver_pid, executor=None):
     """The node's socket closed: our parent is gone.  If the driver died too (SIGKILL), nobody else
-    will remove the session's shared memory and directory."""
-    if not _driver_alive(driver_pid) and arena_path != "-":
+    will remove the session's shared memory and directory.  An actor that is still alive (the
+    driver called shutdown) ends gracefully first."""
+    driver_alive = _driver_alive(driver_pid)
+    if driver_alive and executor is not None and executor.instance is not None and not executor.exiting:
+        threading.Timer(0.8, os._exit, (0,)).start()   # the node waits 1 s for its workers
+        try:
+            executor.end_actor()
+        except BaseException:
+            pass
+    if not driver_alive and arena_path != "-":
         try:
             os.unlink(arena_path)
         except FileNotFoundError:
@@ -167,7 +188,8 @@ def main(argv=None):
     conn.send([("hello", wid, os.getpid(), node_id)])
     calls: queue.SimpleQueue = queue.SimpleQueue()
     executor = Executor(rt, wid, node_id, calls)
-    inbox = Inbox(conn, rt, calls, executor, lambda: _node_gone(arena_path, session_dir, int(driver_pid)))
+    inbox = Inbox(conn, rt, calls, executor,
+                  lambda: _node_gone(arena_path, session_dir, int(driver_pid), executor))
     threading.Thread(target=inbox.reader_thread, daemon=True, name="miniray-reader").start()
     threading.Thread(target=_flush_loop, daemon=True, name="miniray-flusher",
                      args=(rt, executor, threading.Event())).start()
