@@ -44,3 +44,11 @@ __all__ = ["init", "shutdown", "is_initialized", "remote", "get", "put", "wait",
            "get_actor", "nodes", "cluster_resources", "available_resources", "get_runtime_context",
            "get_gpu_ids", "timeline", "method", "ObjectRef", "ActorHandle", "ActorClass",
            "RemoteFunction", "exceptions"]
+
+
+def __getattr__(name):
+    """``miniray.dag`` and ``miniray.workflow`` load on first use, keeping ``import miniray`` light."""
+    if name in ("dag", "workflow"):
+        import importlib
+        return importlib.import_module(f"miniray.{name}")
+    raise AttributeError(f"module 'miniray' has no attribute {name!r}")

@@ -72,6 +72,10 @@ class ActorClass:
     def remote(self, *args, **kwargs):
         return self._remote(args, kwargs, self._options)
 
+    def bind(self, *args, **kwargs):
+        from miniray.dag import ClassNode
+        return ClassNode(self, args, kwargs, {})
+
     def _remote(self, args, kwargs, opts):
         rt = current_runtime()
         if self._blob is None or self._blob[0] != rt.address:
@@ -125,6 +129,10 @@ class _BoundActor:
     def remote(self, *args, **kwargs):
         return self._ac._remote(args, kwargs, self._opts)
 
+    def bind(self, *args, **kwargs):
+        from miniray.dag import ClassNode
+        return ClassNode(self._ac, args, kwargs, self._opts)
+
 
 def handle_ref_id(actor_id: str) -> str:
     """The id of the pseudo-object every handle of an actor holds a ref to: when no handle (and no
@@ -170,6 +178,10 @@ class ActorMethod:
 
     def options(self, num_returns=None, **_):
         return ActorMethod(self._handle, self._name, self._num_returns if num_returns is None else num_returns)
+
+    def bind(self, *args, **kwargs):
+        from miniray.dag import ClassMethodNode
+        return ClassMethodNode(self._handle, self._name, args, kwargs, {})
 
     def remote(self, *args, **kwargs):
         rt = current_runtime()
