@@ -20,7 +20,8 @@ from miniray.dag import DAGInputData
 from miniray.workflow.common import (WorkflowCancellationError, WorkflowError, WorkflowExecutionError,
                                      WorkflowNotFoundError, WorkflowNotResumableError, WorkflowStatus)
 from miniray.workflow.executor import Continuation, Executor, _step_context, plan
-from miniray.workflow.storage import Lock, Storage, check_id, default_root, is_locked, normalise_root
+from miniray.workflow.storage import (Lock, Storage, atomic_write, check_id, default_root, dumps_code, is_locked,
+                                      normalise_root)
 
 _config = {"storage": None, "max_running": -1, "max_pending": -1}
 S = WorkflowStatus
@@ -76,7 +77,8 @@ def create(st: Storage, wid: str, dag, args, kwargs, metadata) -> None:
         raise TypeError("workflow metadata must be a dict of JSON-able values.")
     steps, output_id = plan(dag, DAGInputData(args, kwargs), set())
     os.makedirs(os.path.join(st.dir(wid), "tasks"), exist_ok=True)
-    st.save_pickle(os.path.join(st.dir(wid), "dag.pkl"), (steps, output_id))
+    blob = dumps_code((steps, output_id), [s.function._function for s in steps.values()])
+    atomic_write(os.path.join(st.dir(wid), "dag.pkl"), blob)
     st.update_meta(wid, workflow_id=wid, status=S.PENDING.value, user_metadata=metadata or {},
                    output_task_id=output_id, num_steps=len(steps), created_time=time.time(),
                    queued_by=os.getpid())
@@ -227,7 +229,10 @@ def _wait_until_stopped(st, wid) -> WorkflowStatus:
 def get_output(workflow_id: str, *, task_id: str | None = None):
     """The output of a workflow (waiting for it if it runs now), or of one of its steps.  A failed
     workflow raises the step's own exception type."""
-    st = _storage()
+    return _get_output(_storage(), workflow_id, task_id)
+
+
+def _get_output(st: Storage, workflow_id: str, task_id: str | None):
     st.require(workflow_id)
     if task_id is not None:
         path = st.output_path(workflow_id, task_id)
@@ -254,8 +259,7 @@ def get_output(workflow_id: str, *, task_id: str | None = None):
 
 @miniray.remote(num_cpus=0, max_retries=0)
 def _get_output_task(root, wid, task_id):
-    _config["storage"] = root
-    return get_output(wid, task_id=task_id)
+    return _get_output(Storage(root), wid, task_id)
 
 
 def get_output_async(workflow_id: str, *, task_id: str | None = None):
@@ -308,7 +312,6 @@ def cancel(workflow_id: str) -> None:
     Saved outputs stay until ``delete``."""
     st = _storage()
     st.require(workflow_id)
-    from miniray.workflow.storage import atomic_write
     atomic_write(os.path.join(st.dir(workflow_id), "cancel"), str(os.getpid()).encode())
     deadline = time.monotonic() + 10
     while is_locked(os.path.join(st.dir(workflow_id), "lock")) and time.monotonic() < deadline:

@@ -34,7 +34,7 @@ import miniray
 from miniray.dag import (ClassMethodNode, ClassNode, DAGInputData, DAGNode, FunctionNode, InputAttributeNode,
                          InputNode, MultiOutputNode, _map_nodes, walk)
 from miniray.workflow.common import OPTIONS_KEY, WorkflowCancellationError
-from miniray.workflow.storage import Storage, atomic_write, read_json, write_json
+from miniray.workflow.storage import Storage, atomic_write, dumps_code, read_json, write_json
 
 _step_context = threading.local()      # set while a step's function runs (for continuation())
 
@@ -309,7 +309,7 @@ class Executor:
         fn = step.function
         blob = self.blobs.get(id(fn))
         if blob is None:
-            blob = self.blobs[id(fn)] = cloudpickle.dumps(fn._function)
+            blob = self.blobs[id(fn)] = dumps_code(fn._function, [fn._function])
         key = (step.name, repr(sorted(step.task_options.items())), step.max_retries)
         task = self.bound.get(key)
         if task is None:
@@ -336,7 +336,8 @@ class Executor:
             return
         dag = miniray.get(value)       # a continuation: plan it, save it, run its steps
         sub, sub_out = plan(dag, DAGInputData((), {}), self.taken)
-        self.st.save_pickle(os.path.join(self.st.task_dir(self.wid, tid), "continuation.pkl"), (sub, sub_out))
+        blob = dumps_code((sub, sub_out), [s.function._function for s in sub.values()])
+        atomic_write(os.path.join(self.st.task_dir(self.wid, tid), "continuation.pkl"), blob)
         self._adopt(tid, sub, sub_out)
         self._plan_needed(tid)
 

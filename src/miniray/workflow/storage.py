@@ -27,11 +27,35 @@ import json
 import os
 import pickle
 import shutil
+import sys
+import sysconfig
 import tempfile
 
 import cloudpickle
 
 from miniray.workflow.common import WorkflowNotFoundError, WorkflowRunningError
+
+
+_INSTALLED = tuple({sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")})
+
+
+def dumps_code(obj, functions) -> bytes:
+    """cloudpickle ``obj``; the modules of ``functions`` that are not installed packages (a script, a
+    test file, a notebook's neighbour) travel by value, so another process resumes without them."""
+    mods = set()
+    for fn in functions:
+        module = sys.modules.get(getattr(fn, "__module__", "") or "")
+        path = getattr(module, "__file__", None) or ""
+        if module is not None and path and not path.startswith(_INSTALLED) and \
+                module.__name__ != "__main__" and not module.__name__.startswith("miniray"):
+            mods.add(module)
+    for m in mods:
+        cloudpickle.register_pickle_by_value(m)
+    try:
+        return cloudpickle.dumps(obj)
+    finally:
+        for m in mods:
+            cloudpickle.unregister_pickle_by_value(m)
 
 
 def default_root() -> str:
