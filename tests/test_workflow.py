@@ -78,10 +78,11 @@ def test_run_saves_each_step_and_a_second_run_reads_them_back(wf, tmp_path):
     assert len(lines(log)) == 8                              # nothing ran again
     assert wf.get_output("dia") == 5 and wf.get_output("dia", task_id="step_1") == 2
     root = tmp_path / "store" / "dia"
-    assert sorted(os.listdir(root / "tasks")) == ["step", "step_1", "step_2", "step_3"]
+    assert sorted(os.listdir(root / "tasks")) == sorted(f"step{s}.{e}" for s in ("", "_1", "_2", "_3")
+                                                        for e in ("json", "pkl"))
     meta = json.loads((root / "workflow.json").read_text())
     assert meta["status"] == "SUCCESSFUL" and meta["output_task_id"] == "step_3"
-    assert (root / "tasks" / "step" / "output.pkl").exists()
+    assert (root / "tasks" / "step.pkl").exists()
     assert ("dia", S.SUCCESSFUL) in wf.list_all() and wf.list_all("FAILED") == []
     assert wf.list_all({S.SUCCESSFUL}) == [("dia", S.SUCCESSFUL)]
 
@@ -158,7 +159,7 @@ def test_catch_exceptions_retries_and_checkpoint_false(wf, tmp_path):
     dag = fail_unless.bind(marker + ".ok", str(tmp_path / "log2"), cheap)
     with pytest.raises(KeyError):
         wf.run(dag, workflow_id="nockpt")
-    assert not (tmp_path / "store" / "nockpt" / "tasks" / "step" / "output.pkl").exists()
+    assert not (tmp_path / "store" / "nockpt" / "tasks" / "step.pkl").exists()
     open(marker + ".ok", "w").close()
     assert wf.resume("nockpt") == 10
     assert lines(marker) == ["cheap", "cheap"]              # not saved, so it ran again when needed
@@ -177,9 +178,10 @@ def test_continuation_runs_a_loop_durably(wf, tmp_path):
     log = str(tmp_path / "log")
     assert wf.run(countdown.bind(log, 4, []), workflow_id="loop") == [4, 3, 2, 1]
     assert lines(log) == ["n4", "n3", "n2", "n1", "n0"]
-    tasks = sorted(os.listdir(tmp_path / "store" / "loop" / "tasks"))
-    assert tasks == ["countdown", "countdown_1", "countdown_2", "countdown_3", "countdown_4"]
-    assert (tmp_path / "store" / "loop" / "tasks" / "countdown" / "continuation.pkl").exists()
+    tasks = sorted(n for n in os.listdir(tmp_path / "store" / "loop" / "tasks") if n.endswith(".json"))
+    assert tasks == ["countdown.json", "countdown_1.json", "countdown_2.json", "countdown_3.json",
+                     "countdown_4.json"]
+    assert (tmp_path / "store" / "loop" / "tasks" / "countdown.continuation.pkl").exists()
     assert wf.get_output("loop", task_id="countdown_2") == [4, 3, 2, 1]
     assert wf.resume("loop") == [4, 3, 2, 1] and len(lines(log)) == 5
     assert workflow.continuation(step.bind(log, "outside")) == 1    # outside a workflow: just runs

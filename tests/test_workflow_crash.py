@@ -95,8 +95,8 @@ def test_sigkill_of_the_driver_then_resume_runs_only_unfinished_steps(tmp_path, 
     assert after[:len(before)] == before
     for name in ("s0", "s1", "s2", "s3", "s4"):
         assert after.count(name) == (2 if name == slow else 1), (name, after)
-    saved = sorted(os.listdir(os.path.join(store, "crash", "tasks")))
-    assert saved == ["step", "step_1", "step_2", "step_3", "step_4"]
+    saved = sorted(n for n in os.listdir(os.path.join(store, "crash", "tasks")) if n.endswith(".pkl"))
+    assert saved == ["step.pkl", "step_1.pkl", "step_2.pkl", "step_3.pkl", "step_4.pkl"]
 
 
 def test_two_drivers_one_wins_and_a_dead_owners_lock_is_taken_over(tmp_path):

@@ -5,14 +5,14 @@
     Executor.run() (the driver, or a 0-CPU task for run_async)
       main loop: submit every needed step whose inputs are all finished ──► run_step (a worker)
                  wait for any running step                                    │ runs the function
-                 finished: remember where its value is (its ref)              │ saves output.pkl
+                 finished: remember where its value is (its ref)              │ saves <id>.pkl
                  returned a continuation: plan it, save it, add its steps ◄───┘ (temp, fsync, rename)
                  cancel file present: cancel what runs, CANCELED
 
 Invariant: a step's output is on disk before the task that made it returns, so before any step that
 takes it can start; and a step whose output is on disk never runs again (the executor does not submit
 it, and ``run_step`` itself returns the saved output if a retry finds one).  Resuming is therefore
-"plan from dag.pkl, mark what has an output.pkl as finished, run the rest".
+"plan from dag.pkl, mark what has a <task_id>.pkl as finished, run the rest".
 
 State owned (driver side, one thread): ``steps`` (task_id -> Step), ``done`` (task_id -> ObjectRef or
 Saved: where a finished step's value is), ``running`` (the marker ref of a running step -> task_id),
@@ -34,7 +34,7 @@ import miniray
 from miniray.dag import (ClassMethodNode, ClassNode, DAGInputData, DAGNode, FunctionNode, InputAttributeNode,
                          InputNode, MultiOutputNode, _map_nodes, walk)
 from miniray.workflow.common import OPTIONS_KEY, WorkflowCancellationError
-from miniray.workflow.storage import Storage, atomic_write, dumps_code, read_json, write_json
+from miniray.workflow.storage import Storage, atomic_write, dumps_code, read_json, write_report
 
 _step_context = threading.local()      # set while a step's function runs (for continuation())
 
@@ -164,8 +164,8 @@ def run_step(ctx, *dep_values):
     """A step, in a worker: run the function (retrying exceptions as asked), save the output, return
     (marker, value).  A retry of a step whose output is saved returns that output, unrun."""
     wf_dir, tid, blob, args, kwargs, deps, checkpoint, catch, max_retries, retry, meta = ctx
-    task_dir = os.path.join(wf_dir, "tasks", tid)
-    out_path = os.path.join(task_dir, "output.pkl")
+    out_path = os.path.join(wf_dir, "tasks", tid + ".pkl")
+    meta_path = os.path.join(wf_dir, "tasks", tid + ".json")
     if checkpoint and os.path.exists(out_path):
         return None, _resolve(Saved(out_path))
     fn = _functions.get(blob)
@@ -190,17 +190,16 @@ def run_step(ctx, *dep_values):
     finally:
         _step_context.active = False
     meta = {**meta, "task_id": tid, "start_time": start, "end_time": time.time(), "attempts": attempt + 1}
-    os.makedirs(task_dir, exist_ok=True)
     if error is not None and not catch:
         meta.update(status="FAILED", error=type(error).__name__,
                     traceback="".join(traceback.format_exception(error)))
-        write_json(os.path.join(task_dir, "meta.json"), meta, sync=False)
+        write_report(meta_path, meta)
         raise error
     if catch:
         out = (None, error) if error is not None else (out, None)
     if isinstance(out, Continuation):
         meta.update(status="CONTINUED")
-        write_json(os.path.join(task_dir, "meta.json"), meta, sync=False)
+        write_report(meta_path, meta)
         return "continuation", out.dag
     if checkpoint:
         try:
@@ -212,7 +211,7 @@ def run_step(ctx, *dep_values):
                             "workflow.options(checkpoint=False).") from err
         atomic_write(out_path, data)
     meta.update(status="SUCCESSFUL", checkpointed=checkpoint)
-    write_json(os.path.join(task_dir, "meta.json"), meta, sync=False)
+    write_report(meta_path, meta)
     return None, out
 
 
@@ -255,7 +254,7 @@ class Executor:
                 self.done[tid] = Saved(path)
                 self.on_event(tid, self.steps[tid], "restored")
                 continue
-            cont = os.path.join(self.st.task_dir(self.wid, tid), "continuation.pkl")
+            cont = self.st.continuation_path(self.wid, tid)
             if os.path.exists(cont):
                 self._adopt(tid, *self.st.load_pickle(cont))
 
@@ -337,7 +336,7 @@ class Executor:
         dag = miniray.get(value)       # a continuation: plan it, save it, run its steps
         sub, sub_out = plan(dag, DAGInputData((), {}), self.taken)
         blob = dumps_code((sub, sub_out), [s.function._function for s in sub.values()])
-        atomic_write(os.path.join(self.st.task_dir(self.wid, tid), "continuation.pkl"), blob)
+        atomic_write(self.st.continuation_path(self.wid, tid), blob)
         self._adopt(tid, sub, sub_out)
         self._plan_needed(tid)
 
@@ -365,9 +364,9 @@ class Executor:
             else:
                 self.st.save_pickle(path, miniray.get(src))
             src = Saved(path)
-        meta_path = os.path.join(self.st.task_dir(self.wid, parent), "meta.json")
-        write_json(meta_path, {**(read_json(meta_path) or {}), "status": "SUCCESSFUL",
-                               "continuation_output": sub_out, "end_time": time.time()}, sync=False)
+        meta_path = self.st.meta_path(self.wid, parent)
+        write_report(meta_path, {**(read_json(meta_path) or {}), "status": "SUCCESSFUL",
+                                 "continuation_output": sub_out, "end_time": time.time()})
         self._mark_done(parent, src)
 
     def _stop_running(self) -> None:
