@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from test_magics import run
+
 
 @pytest.fixture(scope="module")
 def shell(tmp_path_factory):
@@ -36,15 +38,6 @@ def report(*xs):
     ipython.run_cell("%unload_ext miniray_magics")
     InteractiveShell.clear_instance()
     miniray.shutdown()
-
-
-def run(shell, code: str):
-    from IPython.utils.capture import capture_output
-
-    with capture_output() as captured:
-        result = shell.run_cell(code)
-    result.raise_error()
-    return result.result, captured
 
 
 def test_taskgraph_draws_a_bound_dag_before_it_runs(shell):
