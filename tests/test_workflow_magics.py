@@ -57,8 +57,8 @@ def test_a_resumed_workflow_colours_restored_steps_apart(shell):
                "open(MARK, 'w').close()")
     graph, captured = run(shell, "%%taskgraph\nworkflow.resume('pic')")
     states = {d["label"]: d["state"] for _, d in graph.nodes(data=True)}
-    assert states == {"load(0)": "RESTORED", "load(1)": "RESTORED", "load(2)": "RESTORED",
-                      "report(0)": "FINISHED"}, states
+    assert states == {"load": "RESTORED", "load_1": "RESTORED", "load_2": "RESTORED",
+                      "report": "FINISHED"}, states          # labelled with their ids in storage
     assert graph.number_of_edges() == 3
     assert [o.data["text/plain"] for o in captured.outputs] == ["3"]
     from miniray_magics.draw_graph import node_colours

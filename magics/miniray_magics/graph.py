@@ -119,7 +119,7 @@ def graph_of(events: Iterable[dict[str, Any]], max_nodes: int | None = None) -> 
             if event.get("worker_id"):
                 node["worker"] = event["worker_id"]
     _add_edges(graph, producer, wanted)
-    _add_workflow_steps(graph, steps, numbering)
+    _add_workflow_steps(graph, steps)
     if max_nodes is not None and graph.number_of_nodes() > max_nodes:
         return collapse(graph, max_nodes)
     return graph
@@ -147,20 +147,21 @@ def _add_edges(graph: TaskGraph, producer: dict[str, str], wanted: dict[str, lis
                 graph.add_edge(source, consumer, object_ids=[oid], count=1)
 
 
-def _add_workflow_steps(graph: TaskGraph, steps: list[dict], numbering: Counter) -> None:
+def _add_workflow_steps(graph: TaskGraph, steps: list[dict]) -> None:
     """A resumed workflow: steps read back from storage become RESTORED nodes, joined to the steps
-    (tasks) that take their saved outputs."""
+    (tasks) that take their saved outputs.  Workflow steps are labelled with their task ids, the names
+    their outputs have in storage."""
     node_of = {}
     for e in steps:
         key = (e["workflow_id"], e["step"])
         if e["how"] == "ran" and e.get("task") in graph:
             node_of[key] = e["task"]
+            graph.nodes[e["task"]]["label"] = e["step"]
         elif e["how"] == "restored":
             node = node_of[key] = f"{e['workflow_id']}/{e['step']}"
-            graph.add_node(node, label=f"{e['name']}({numbering[e['name']]})", name=e["name"], kind="task",
-                           state="RESTORED", worker=None, node=None, actor=None, seq=e["seq"], start=None,
-                           end=None, error=None, call_site=None, count=1)
-            numbering[e["name"]] += 1
+            graph.add_node(node, label=e["step"], name=e["name"], kind="task", state="RESTORED", worker=None,
+                           node=None, actor=None, seq=e["seq"], start=None, end=None, error=None,
+                           call_site=None, count=1)
     for e in steps:
         target = node_of.get((e["workflow_id"], e["step"]))
         for dep in e.get("deps") or ():
