@@ -129,12 +129,13 @@ def events(since: int = 0) -> list[dict[str, Any]]:
 
 
 def emit(kind: str, **fields: Any) -> None:
-    """Log an event from a library (in a driver; elsewhere, where no log is kept, nothing happens)."""
+    """Log an event from a library (in a local driver; where this process keeps no log of its own, as
+    in a worker or a driver joined to a cluster, nothing happens)."""
     from miniray.runtime import current_runtime
 
-    log = getattr(current_runtime(), "events", None)
-    if log is not None:
-        log.emit(kind, **fields)
+    add = getattr(getattr(current_runtime(), "events", None), "emit", None)
+    if add is not None:
+        add(kind, **fields)
 
 
 def cursor() -> int:

@@ -120,9 +120,12 @@ def plan(dag, inputs: DAGInputData, taken: set) -> tuple[dict, str]:
 
         args = tuple(_map_nodes(a, fill) for a in node.get_args())
         kwargs = {k: _map_nodes(v, fill) for k, v in node.get_kwargs().items()}
-        task_options = {k: v for k, v in node.get_options().items() if k not in ("_metadata", "max_retries",
-                                                                                 "retry_exceptions")}
         opts = node.get_options()
+        if opts.get("num_returns", 1) != 1:
+            raise ValueError(f"workflow step {tid!r}: num_returns={opts['num_returns']!r} is not supported; a "
+                             "step returns one value (return a tuple and take it apart in the next step).")
+        task_options = {k: v for k, v in opts.items() if k not in ("_metadata", "max_retries", "retry_exceptions",
+                                                                    "num_returns")}
         steps[tid] = Step(tid, name, node._body, args, kwargs, tuple(deps), task_options,
                           wf.get("checkpoint", True) is not False, bool(wf.get("catch_exceptions", False)),
                           int(wf.get("max_retries", opts.get("max_retries", 3))),
@@ -265,8 +268,15 @@ class Executor:
         if sub_out in self.done:
             self._finish_continuation(sub_out)
 
-    # Main loop
     def run(self):
+        try:
+            return self._loop()
+        except BaseException:       # a failed step, a cancel, Ctrl-C: nothing of ours keeps running
+            self._stop_running()
+            raise
+
+    # Main loop
+    def _loop(self):
         self._plan_needed()
         while self.output_id not in self.done:
             if not self.running:
@@ -325,11 +335,7 @@ class Executor:
 
     def _finished(self, marker) -> None:
         tid, value = self.running.pop(marker)
-        try:
-            kind = miniray.get(marker)
-        except BaseException:
-            self._stop_running()
-            raise
+        kind = miniray.get(marker)
         if kind is None:
             self._mark_done(tid, value)
             return
