@@ -187,6 +187,23 @@ def test_continuation_runs_a_loop_durably(wf, tmp_path):
     assert workflow.continuation(step.bind(log, "outside")) == 1    # outside a workflow: just runs
 
 
+@ray.remote
+def after(log, name, x):
+    with open(log, "a") as f:
+        f.write(name + "\n")
+    return x if isinstance(x, int) else len(x)
+
+
+def test_steps_after_a_continuation_get_its_result_not_a_placeholder(wf, tmp_path):
+    # the consumers are submitted at once, with the continuation's placeholder as input: they must
+    # neither run on it nor pass it on, but run once, on the continuation's final value
+    log = str(tmp_path / "log")
+    dag = after.bind(log, "b", after.bind(log, "a", countdown.bind(log, 3, [])))
+    assert ray.get(after.bind(log, "x", [1, 2]).execute()) == 2
+    assert wf.run(dag, workflow_id="after-loop") == 3
+    assert lines(log) == ["x", "n3", "n2", "n1", "n0", "a", "b"]
+
+
 class FileListener(workflow.EventListener):
     """The event: a file appears; its text is the event."""
 

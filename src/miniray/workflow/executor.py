@@ -3,22 +3,31 @@
     bound DAG ──plan()──► steps {task_id: Step} ──save──► dag.pkl
                                      │
     Executor.run() (the driver, or a 0-CPU task for run_async)
-      main loop: submit every needed step whose inputs are all finished ──► run_step (a worker)
-                 wait for any running step                                    │ runs the function
-                 finished: remember where its value is (its ref)              │ saves <id>.pkl
-                 returned a continuation: plan it, save it, add its steps ◄───┘ (temp, fsync, rename)
+      main loop: submit every needed step whose inputs are finished or   ──► run_step (a worker)
+                 on their way (a running step's value ref)                    │ runs the function
+                 wait for any running step                                    │ saves <id>.pkl
+                 finished: remember where its value is (its ref)              │ (temp, fsync, rename)
+                 returned a continuation: plan it, save it, add its steps ◄───┘ then returns
                  cancel file present: cancel what runs, CANCELED
 
 Invariant: a step's output is on disk before the task that made it returns, so before any step that
-takes it can start; and a step whose output is on disk never runs again (the executor does not submit
-it, and ``run_step`` itself returns the saved output if a retry finds one).  Resuming is therefore
-"plan from dag.pkl, mark what has a <task_id>.pkl as finished, run the rest".
+takes it can start (the node starts a task only once its ObjectRef inputs are ready); and a step whose
+output is on disk never runs again (the executor does not submit it, and ``run_step`` itself returns
+the saved output if a retry finds one).  Resuming is therefore "plan from dag.pkl, mark what has a
+<task_id>.pkl as finished, run the rest".
+
+Steps are submitted as soon as their inputs are on their way, as ``execute()`` does, so a chain needs
+no round trip through the driver per step.  The one catch is a continuation: the step that returned it
+has a placeholder value (ContinuationPending) until its sub-workflow ends.  A step that receives a
+placeholder does not run: it answers "deferred" (and a placeholder of its own), and the driver submits
+it again once the real value exists.
 
 State owned (driver side, one thread): ``steps`` (task_id -> Step), ``done`` (task_id -> ObjectRef or
 Saved: where a finished step's value is), ``running`` (the marker ref of a running step -> task_id),
-``parent_of`` (a continuation's output step -> the step that returned the continuation).  A step's
-task has two returns: a small marker (None, or "continuation") the loop waits on, and the value,
-which flows to the steps that take it as an ObjectRef, never through the driver.
+``coming`` (a running step's value ref), ``parent_of``/``cont_of`` (a continuation's output step <->
+the step that returned it).  A step's task has two returns: a small marker (None, "deferred", or
+("continuation", dag)) the loop waits on, and the value, which flows to the steps that take it as an
+ObjectRef, never through the driver.
 """
 from __future__ import annotations
 
@@ -72,6 +81,10 @@ class Continuation:
 
     def __init__(self, dag):
         self.dag = dag
+
+
+class ContinuationPending:
+    """The value of a step that returned a continuation, until that continuation finishes."""
 
 
 def plan(dag, inputs: DAGInputData, taken: set) -> tuple[dict, str]:
@@ -171,6 +184,8 @@ def run_step(ctx, *dep_values):
     meta_path = os.path.join(wf_dir, "tasks", tid + ".json")
     if checkpoint and os.path.exists(out_path):
         return None, _resolve(Saved(out_path))
+    if any(type(v) is ContinuationPending for v in dep_values):
+        return "deferred", ContinuationPending()   # an input is still a continuation: resubmitted later
     fn = _functions.get(blob)
     if fn is None:
         fn = _functions[blob] = cloudpickle.loads(blob)
@@ -203,7 +218,7 @@ def run_step(ctx, *dep_values):
     if isinstance(out, Continuation):
         meta.update(status="CONTINUED")
         write_report(meta_path, meta)
-        return "continuation", out.dag
+        return ("continuation", out.dag), ContinuationPending()
     if checkpoint:
         try:
             data = cloudpickle.dumps(out)
@@ -230,7 +245,8 @@ class Executor:
         self.steps: dict = {}
         self.output_id = output_id
         self.done: dict = {}             # task_id -> ObjectRef | Saved
-        self.running: dict = {}          # marker ref -> (task_id, value ref)
+        self.running: dict = {}          # marker ref -> task_id
+        self.coming: dict = {}           # task_id of a running step -> the ref its value will have
         self.submitted: set = set()
         self.needed: set = set()         # unfinished steps the output needs
         self.consumers: dict = {}        # task_id -> the steps that take its value
@@ -284,8 +300,9 @@ class Executor:
             ready, _ = miniray.wait(list(self.running), num_returns=1, timeout=0.1)
             if ready and len(self.running) > 1:
                 ready, _ = miniray.wait(list(self.running), num_returns=len(self.running), timeout=0)
-            for ref in ready:
-                self._finished(ref)
+            deferred = [tid for tid in map(self._finished, ready) if tid]
+            for tid in deferred:
+                self._maybe_submit(tid)
             if os.path.exists(self.cancel_path):
                 self._cancel()
         return self.value_of(self.output_id)
@@ -309,10 +326,17 @@ class Executor:
         for tid in seen:
             self._maybe_submit(tid)
 
-    def _maybe_submit(self, tid: str) -> None:
-        step = self.steps[tid]
-        if tid in self.needed and tid not in self.submitted and all(d in self.done for d in step.deps):
-            self._submit(step)
+    def _maybe_submit(self, first: str) -> None:
+        """Submit ``first`` if each input is finished or on its way (a running step's value ref: the
+        task waits for it, and it is saved before it is ready); then, the same way, its consumers."""
+        todo = [first]
+        while todo:
+            tid = todo.pop()
+            step = self.steps[tid]
+            if tid in self.needed and tid not in self.submitted and \
+                    all(d in self.done or d in self.coming for d in step.deps):
+                self._submit(step)
+                todo.extend(self.consumers.get(tid, ()))
 
     def _submit(self, step: Step) -> None:
         fn = step.function
@@ -328,23 +352,30 @@ class Executor:
         meta = {"name": step.name, "task_options": step.task_options, "user_metadata": step.user_metadata}
         ctx = (self.dir, step.task_id, blob, step.args, step.kwargs, step.deps, step.checkpoint,
                step.catch_exceptions, step.max_retries, step.retry_exceptions, meta)
-        marker, value = task.remote(ctx, *[self.done[d] for d in step.deps])
-        self.running[marker] = (step.task_id, value)
+        inputs = [self.done[d] if d in self.done else self.coming[d] for d in step.deps]
+        marker, value = task.remote(ctx, *inputs)
+        self.running[marker] = step.task_id
+        self.coming[step.task_id] = value
         self.submitted.add(step.task_id)
         self.on_event(step.task_id, step, "ran", marker._id[:-2])
 
-    def _finished(self, marker) -> None:
-        tid, value = self.running.pop(marker)
+    def _finished(self, marker):
+        """A step's task ended; returns its id if it must be submitted again later."""
+        tid = self.running.pop(marker)
+        value = self.coming.pop(tid)
         kind = miniray.get(marker)
         if kind is None:
             self._mark_done(tid, value)
-            return
-        dag = miniray.get(value)       # a continuation: plan it, save it, run its steps
-        sub, sub_out = plan(dag, DAGInputData((), {}), self.taken)
-        blob = dumps_code((sub, sub_out), [s.function._function for s in sub.values()])
-        atomic_write(self.st.continuation_path(self.wid, tid), blob)
-        self._adopt(tid, sub, sub_out)
-        self._plan_needed(tid)
+        elif kind == "deferred":         # it took a continuation's placeholder: wait for the real value
+            self.submitted.discard(tid)
+            return tid
+        else:                            # a continuation: plan it, save it, run its steps
+            sub, sub_out = plan(kind[1], DAGInputData((), {}), self.taken)
+            blob = dumps_code((sub, sub_out), [s.function._function for s in sub.values()])
+            atomic_write(self.st.continuation_path(self.wid, tid), blob)
+            self._adopt(tid, sub, sub_out)
+            self._plan_needed(tid)
+        return None
 
     def _mark_done(self, tid: str, src) -> None:
         self.done[tid] = src
