@@ -11,6 +11,8 @@ import pytest
 import miniray as ray
 from miniray.dag import ClassMethodNode, ClassNode, FunctionNode, InputAttributeNode, InputNode, MultiOutputNode
 
+pytestmark = pytest.mark.timeout(60, method="signal")
+
 
 @ray.remote
 def add(a, b):

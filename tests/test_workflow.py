@@ -19,6 +19,8 @@ from miniray.workflow import WorkflowStatus as S
 
 from helpers import wait_until
 
+pytestmark = pytest.mark.timeout(120, method="signal")
+
 
 @pytest.fixture
 def wf(rt, tmp_path):

@@ -13,6 +13,8 @@ from miniray.cluster_utils import Cluster
 
 from helpers import wait_until
 
+pytestmark = pytest.mark.timeout(120, method="signal")
+
 
 @pytest.fixture(scope="module")
 def cluster():

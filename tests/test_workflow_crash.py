@@ -14,7 +14,9 @@ import sys
 
 import pytest
 
-from helpers import SRC, driver_script, read_line_starting, start_driver, wait_until
+from helpers import SRC, driver_script, read_line_starting, wait_until
+
+pytestmark = pytest.mark.timeout(120, method="signal")
 
 DRIVER = """
 import os, sys, time

@@ -7,6 +7,8 @@ import pytest
 
 from test_magics import run
 
+pytestmark = pytest.mark.timeout(120, method="signal")
+
 
 @pytest.fixture(scope="module")
 def shell(tmp_path_factory):

@@ -51,3 +51,8 @@ def options(*, task_id: str | None = None, metadata: dict | None = None, catch_e
     given = {"task_id": task_id, "metadata": metadata, "catch_exceptions": catch_exceptions,
              "checkpoint": checkpoint, "max_retries": max_retries, "retry_exceptions": retry_exceptions}
     return {"_metadata": {OPTIONS_KEY: {k: v for k, v in given.items() if v is not None}}}
+
+
+__all__ = ["WorkflowStatus", "options", "Event", "OPTIONS_KEY", "WorkflowError", "WorkflowExecutionError",
+           "WorkflowCancellationError", "WorkflowNotFoundError", "WorkflowNotResumableError",
+           "WorkflowRunningError"]
