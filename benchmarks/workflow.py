@@ -9,6 +9,7 @@
   chain with Ray's ``dag.execute()`` when ``--python-for-peers`` names an interpreter with Ray.
 
 Usage: python benchmarks/workflow.py [--steps 200] [--resume-steps 1000] [--python-for-peers PY]
+       [--storage /dev/shm] [--quick] [--out DIR] [--no-write]
 Results: benchmarks/results/workflow-<date>.{json,md}
 """
 from __future__ import annotations
@@ -91,12 +92,15 @@ def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--resume-steps", type=int, default=1000)
+    ap.add_argument("--quick", action="store_true", help="20 steps, a 50-step resume: a smoke run")
     ap.add_argument("--python-for-peers")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
     ap.add_argument("--no-write", action="store_true")
     ap.add_argument("--storage", help="parent directory of the workflow storage (default: the temp dir; "
                                       "/dev/shm shows the cost without the disk)")
     args = ap.parse_args(argv)
+    if args.quick:
+        args.steps, args.resume_steps = 20, 50
     store = tempfile.mkdtemp(prefix="wf-bench-", dir=args.storage)
     workflow.init(storage=store)
     miniray.init(num_cpus=2)
@@ -140,7 +144,7 @@ def main(argv=None):
     if not args.no_write:
         os.makedirs(args.out, exist_ok=True)
         where = "-shm" if res["storage"].startswith("/dev/shm") else ""
-        stem = os.path.join(args.out, f"workflow-{time.strftime('%Y-%m-%d')}{where}")
+        stem = os.path.join(args.out, f"workflow-{time.strftime('%Y-%m-%d')}{where}{'-quick' if args.quick else ''}")
         with open(stem + ".json", "w") as f:
             json.dump(res, f, indent=1)
         with open(stem + ".md", "w") as f:
