@@ -294,6 +294,7 @@ class Executor:
     # Main loop
     def _loop(self):
         self._plan_needed()
+        looked = time.monotonic()
         while self.output_id not in self.done:
             if not self.running:
                 raise RuntimeError(f"workflow {self.wid!r}: no step can run and the output is not ready.")
@@ -303,8 +304,10 @@ class Executor:
             deferred = [tid for tid in map(self._finished, ready) if tid]
             for tid in deferred:
                 self._maybe_submit(tid)
-            if os.path.exists(self.cancel_path):
-                self._cancel()
+            if time.monotonic() - looked > 0.05:       # a cancel file: looked for 20 times a second
+                looked = time.monotonic()
+                if os.path.exists(self.cancel_path):
+                    self._cancel()
         return self.value_of(self.output_id)
 
     def value_of(self, tid: str):
