@@ -75,6 +75,8 @@ def test_input_node_index_attribute_keyword_and_context_manager(rt):
         total.bind(inp[5]).execute(1, 2)
     with pytest.raises(KeyError, match="no keyword 'k'"):
         total.bind(inp.k).execute(1, 2)
+    with pytest.raises(TypeError, match=r"got one argument \(int 7\).*Pass several arguments"):
+        total.bind(inp[0]).execute(7)
 
 
 def test_multi_output_node_returns_a_list_of_refs(rt):

@@ -283,9 +283,14 @@ class InputAttributeNode(DAGNode):
         whole = inputs.value()
         if isinstance(whole, DAGInputData):
             return whole[self._key]
-        if self._accessor == "__getitem__":
-            return whole[self._key]
-        return getattr(whole, self._key)
+        try:
+            if self._accessor == "__getitem__":
+                return whole[self._key]
+            return getattr(whole, self._key)
+        except (TypeError, KeyError, IndexError, AttributeError) as err:
+            raise type(err)(f"{self.label()}: execute() got one argument ({type(whole).__name__} {whole!r:.40}), so the "
+                            f"input node stands for that value and {self.label()} looks inside it ({err}). "
+                            "Pass several arguments (or keywords) to index them instead.") from err
 
     def _run(self, ex, args, kwargs):
         return self.resolve(ex.inputs)
