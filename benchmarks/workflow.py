@@ -109,7 +109,8 @@ def main(argv=None):
     store = tempfile.mkdtemp(prefix="wf-bench-", dir=args.storage)
     workflow.init(storage=store)
     miniray.init(num_cpus=2)
-    res = {"load_average_1min": os.getloadavg()[0], "storage": store, "steps": args.steps, "repeat": args.repeat, "resume_steps": args.resume_steps, "fsync_write_ms": fsync_cost(store) * 1e3}
+    res = {"load_average_1min": os.getloadavg()[0], "storage": store, "steps": args.steps,
+           "repeat": args.repeat, "resume_steps": args.resume_steps, "fsync_write_ms": fsync_cost(store) * 1e3}
     runs = iter(range(10**6))
     for shape, build in (("chain", chain), ("fan", fan)):
         dag = build(args.steps)

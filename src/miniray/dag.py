@@ -288,8 +288,9 @@ class InputAttributeNode(DAGNode):
                 return whole[self._key]
             return getattr(whole, self._key)
         except (TypeError, KeyError, IndexError, AttributeError) as err:
-            raise type(err)(f"{self.label()}: execute() got one argument ({type(whole).__name__} {whole!r:.40}), so the "
-                            f"input node stands for that value and {self.label()} looks inside it ({err}). "
+            got = f"{type(whole).__name__} {whole!r:.40}"
+            raise type(err)(f"{self.label()}: execute() got one argument ({got}), so the input node stands "
+                            f"for that value and {self.label()} looks inside it ({err}). "
                             "Pass several arguments (or keywords) to index them instead.") from err
 
     def _run(self, ex, args, kwargs):

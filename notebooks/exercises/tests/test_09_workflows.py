@@ -34,7 +34,8 @@ def test_task_9_1_builds_without_running(nb):
     ran = [e["name"] for e in evs if e["kind"] == "submitted"]
     assert not ran, f"build_pipeline ran tasks ({ran}); use .bind() so that nothing runs until .execute()."
     got = ray.get(dag.execute())
-    assert got == _oracle_pipeline([1, 2, 3, 4]), f"ray.get(dag.execute()) gave {got}, expected {_oracle_pipeline([1, 2, 3, 4])}."
+    want = _oracle_pipeline([1, 2, 3, 4])
+    assert got == want, f"ray.get(dag.execute()) gave {got}, expected {want}."
     assert ray.get(nb.build_pipeline([5]).execute()) == _oracle_pipeline([5])
 
 
@@ -66,7 +67,8 @@ def test_task_9_3_one_step_per_turn(nb):
     for n in (6, 7, 1):
         wid = f"grade-collatz-{n}-{uuid.uuid4().hex[:6]}"
         got = nb.collatz_workflow(n, wid)
-        assert got == _collatz_turns(n), f"collatz_workflow({n}) returned {got}; the walk from {n} takes {_collatz_turns(n)} turns."
+        turns = _collatz_turns(n)
+        assert got == turns, f"collatz_workflow({n}) returned {got}; the walk from {n} takes {turns} turns."
         steps = [t for t in range(_collatz_turns(n) + 1)
                  if _has_task(nb, wid, "collatz" if t == 0 else f"collatz_{t}")]
         assert len(steps) == _collatz_turns(n) + 1, (
