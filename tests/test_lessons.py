@@ -190,6 +190,14 @@ def test_ecosystem_outputs(executed):
         assert re.search(rf"^miniray\.{lib} +(ready|missing)", out, re.MULTILINE), out
 
 
+def test_workflows_outputs(executed):
+    nb, out = lesson(executed, "09_workflows")
+    assert "RESUMABLE" in out                           # the SIGKILLed pipeline, as seen afterwards
+    assert "'step 3': 2" in out and "'step 0': 1" in out    # saved steps ran once, the cut-off one twice
+    assert "caught ValueError" in out and "[3, 2, 1]" in out
+    assert images(nb) >= 2                              # the bound DAG, and the resumed workflow
+
+
 def test_slides_build_every_deck(tmp_path, monkeypatch, capsys):
     from miniray.slides import build
 

@@ -17,6 +17,7 @@ STATE_COLOURS = {
     "PENDING": "#bab0ac",    # grey
     "CANCELLED": "#b07aa1",  # purple
     "READY": "#76b7d6",      # light blue: objects (puts, inputs)
+    "RESTORED": "#edc948",   # yellow: a workflow step read back from storage, not run again
 }
 LOCATION_COLOURS = {"inline": "#9c755f", "shared_memory": "#4e79a7", "spilled": "#e15759"}
 # No pure red in the cycle: red means "failed" everywhere.

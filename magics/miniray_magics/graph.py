@@ -36,7 +36,7 @@ from typing import Any, Iterable
 import networkx as nx
 
 TASK_KINDS = ("task", "actor_method", "actor_creation")
-STATES = ("FINISHED", "FAILED", "RUNNING", "PENDING", "CANCELLED", "READY")
+STATES = ("FINISHED", "FAILED", "RUNNING", "PENDING", "CANCELLED", "READY", "RESTORED")
 
 
 class TaskGraph(nx.DiGraph):
@@ -88,9 +88,12 @@ def graph_of(events: Iterable[dict[str, Any]], max_nodes: int | None = None) -> 
     producer: dict[str, str] = {}  # object id -> node key of whoever made it
     numbering: Counter = Counter()
     wanted: dict[str, list[str]] = {}  # task node -> object ids it took
+    steps: list[dict] = []  # workflow_step events: saved steps read back, steps run as tasks
     for event in events:
         kind = event["kind"]
-        if kind == "submitted":
+        if kind == "workflow_step":
+            steps.append(event)
+        elif kind == "submitted":
             name = event["name"]
             label_name = display_name(name)
             key = event["task_id"]
@@ -122,6 +125,7 @@ def graph_of(events: Iterable[dict[str, Any]], max_nodes: int | None = None) -> 
             if event.get("worker_id"):
                 node["worker"] = event["worker_id"]
     _add_edges(graph, producer, wanted)
+    _add_workflow_steps(graph, steps)
     if max_nodes is not None and graph.number_of_nodes() > max_nodes:
         return collapse(graph, max_nodes)
     return graph
@@ -149,6 +153,71 @@ def _add_edges(graph: TaskGraph, producer: dict[str, str], wanted: dict[str, lis
                 graph.add_edge(source, consumer, object_ids=[oid], count=1)
 
 
+def _add_workflow_steps(graph: TaskGraph, steps: list[dict]) -> None:
+    """A resumed workflow: steps read back from storage become RESTORED nodes, joined to the steps
+    (tasks) that take their saved outputs.  Workflow steps are labelled with their task ids, the names
+    their outputs have in storage."""
+    node_of = {}
+    for e in steps:
+        key = (e["workflow_id"], e["step"])
+        if e["how"] == "ran" and e.get("task") in graph:
+            node_of[key] = e["task"]
+            graph.nodes[e["task"]]["label"] = e["step"]
+        elif e["how"] == "restored":
+            node = node_of[key] = f"{e['workflow_id']}/{e['step']}"
+            graph.add_node(node, label=e["step"], name=e["name"], kind="task", state="RESTORED", worker=None,
+                           node=None, actor=None, seq=e["seq"], start=None, end=None, error=None,
+                           call_site=None, count=1)
+    for e in steps:
+        target = node_of.get((e["workflow_id"], e["step"]))
+        for dep in e.get("deps") or ():
+            source = node_of.get((e["workflow_id"], dep))
+            if target and source and not graph.has_edge(source, target):
+                graph.add_edge(source, target, object_ids=[], count=1)
+
+
+def graph_of_dag(root) -> TaskGraph:
+    """The graph of a DAG that has not run: built from its bound nodes (miniray.dag or ray.dag),
+    every node PENDING, arrows from inputs to the nodes that take them."""
+    graph, numbering, seen, stack = TaskGraph(), Counter(), {}, [root]
+    order = []
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen[id(node)] = f"dag{len(seen)}"
+        order.append(node)
+        stack.extend(_dag_children(node))
+    for seq, node in enumerate(reversed(order)):
+        name, kind = _dag_name(node)
+        key = seen[id(node)]
+        label = name if kind in ("input", "external") else f"{display_name(name)}({numbering[name]})"
+        numbering[name] += kind not in ("input", "external")
+        graph.add_node(key, label=label, name=name, kind=kind, state="READY" if kind == "external" else
+                       "PENDING", worker=None, node=None, actor=None, seq=seq, start=None, end=None,
+                       error=None, call_site=None, count=1)
+    for node in order:
+        for child in _dag_children(node):
+            graph.add_edge(seen[id(child)], seen[id(node)], object_ids=[], count=1)
+    return graph
+
+
+def _dag_children(node) -> list:
+    if hasattr(node, "children"):                      # miniray.dag
+        return list(node.children())
+    return list(node._get_all_child_nodes())           # ray.dag
+
+
+def _dag_name(node) -> tuple[str, str]:
+    cls = type(node).__name__
+    label = node.label() if hasattr(node, "label") else getattr(getattr(node, "_body", None), "__name__", cls)
+    kind = {"ClassNode": "actor_creation", "ClassMethodNode": "actor_method", "InputNode": "external",
+            "InputAttributeNode": "external", "MultiOutputNode": "external"}.get(cls, "task")
+    if cls == "ClassNode":
+        label = f"{label}.__init__"
+    return label, kind
+
+
 def generations(graph: nx.DiGraph) -> dict[Any, int]:
     """Layer of each node: its topological generation (cycles, only possible after collapsing, are
     first condensed into one strongly connected component)."""
@@ -161,7 +230,7 @@ def generations(graph: nx.DiGraph) -> dict[Any, int]:
 
 def summary_state(states: Counter) -> str:
     """The state a group of calls is drawn in: any failure shows, then unfinished work."""
-    for state in ("FAILED", "CANCELLED", "RUNNING", "PENDING", "FINISHED", "READY"):
+    for state in ("FAILED", "CANCELLED", "RUNNING", "PENDING", "FINISHED", "RESTORED", "READY"):
         if states.get(state):
             return state
     return "FINISHED"

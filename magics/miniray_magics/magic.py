@@ -30,6 +30,12 @@ def _check_save(path: str | None, allowed: tuple[str, ...]) -> None:
         raise UsageError(f"--save {path!r}: the file name must end in {' or '.join(allowed)}")
 
 
+def _is_dag(value) -> bool:
+    """A bound DAG (miniray.dag or ray.dag) that has not run."""
+    return type(value).__module__.split(".")[0] in ("miniray", "ray") and hasattr(value, "get_stable_uuid") \
+        and hasattr(value, "execute")
+
+
 @magics_class
 class MinirayMagics(Magics):
     """Pictures of what miniray did: task graphs, timelines, memory, a live dashboard."""
@@ -87,7 +93,9 @@ class MinirayMagics(Magics):
         ``my_function #1``; arrows are ObjectRef dependencies.  Each actor's calls sit in their
         own lane.  The cell runs as usual: its output and errors are kept.  The returned
         TaskGraph is a networkx DiGraph that shows itself as a PNG.  Used as a line magic,
-        ``%taskgraph`` draws what the latest cell that submitted work submitted.
+        ``%taskgraph`` draws what the latest cell that submitted work submitted.  A cell whose
+        last expression is a DAG built with ``.bind()`` draws that DAG before it runs; a resumed
+        workflow's steps read back from storage show as "restored".
 
         Example::
 
@@ -109,6 +117,9 @@ class MinirayMagics(Magics):
             if self.source.initialized():
                 display(self._graph(self._settled(before), args))
             raise
+        if _is_dag(value):                 # a DAG built with .bind(): draw it before it runs
+            from miniray_magics.graph import graph_of_dag
+            return self._finish(graph_of_dag(value), args)
         if not self.source.initialized():
             raise UsageError("%%taskgraph: the cell submitted nothing because miniray is not "
                              "initialized: call miniray.init() first")
@@ -150,7 +161,12 @@ class MinirayMagics(Magics):
     def _graph(self, events, args):
         from miniray_magics.graph import graph_of
 
-        graph = graph_of(events, max_nodes=args.max_nodes)
+        return self._finish(graph_of(events, max_nodes=args.max_nodes), args)
+
+    def _finish(self, graph, args):
+        if graph.number_of_nodes() > args.max_nodes and not graph.graph.get("collapsed"):
+            from miniray_magics.graph import collapse
+            graph = collapse(graph, args.max_nodes)
         graph.graph.update(layout=args.layout, color=args.color)
         if getattr(self.source, "engine", "miniray") == "ray":
             graph.graph["note"] = NOTE_NO_EDGES

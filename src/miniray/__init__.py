@@ -49,3 +49,15 @@ __all__ = ["init", "shutdown", "is_initialized", "remote", "get", "put", "wait",
            "get_gpu_ids", "timeline", "method", "ObjectRef", "ActorHandle", "ActorClass",
            "RemoteFunction", "exceptions", "ObjectID", "ObjectRefGenerator", "DynamicObjectRefGenerator",
            "JobConfig", "actor", "types"]
+
+
+_LAZY = ("dag", "workflow", "data", "tune", "train", "rllib")
+
+
+def __getattr__(name):
+    """``miniray.data``, ``tune``, ``train``, ``rllib``, ``dag`` and ``workflow`` load on first use,
+    as ``ray.data`` does after ``import ray``, keeping ``import miniray`` light."""
+    if name in _LAZY:
+        import importlib
+        return importlib.import_module(f"miniray.{name}")
+    raise AttributeError(f"module 'miniray' has no attribute {name!r}")

@@ -122,6 +122,10 @@ class ActorClass:
     def remote(self, *args, **kwargs):
         return self._remote(args, kwargs, self._options)
 
+    def bind(self, *args, **kwargs):
+        from miniray.dag import ClassNode
+        return ClassNode(self, args, kwargs, {})
+
     def _remote(self, args, kwargs, opts):
         if opts.get("get_if_exists") and not opts.get("name"):
             raise ValueError(f"{self._cls.__name__}.options(get_if_exists=True) needs a name=: the actor "
@@ -181,6 +185,10 @@ class _BoundActor:
     def options(self, **opts):
         return self._ac.options(**{**self._opts, **opts})
 
+    def bind(self, *args, **kwargs):
+        from miniray.dag import ClassNode
+        return ClassNode(self._ac, args, kwargs, self._opts)
+
 
 def handle_ref_id(actor_id: str) -> str:
     """The id of the pseudo-object every handle of an actor holds a ref to: when no handle (and no
@@ -231,6 +239,10 @@ class ActorMethod:
         check_method_options(opts)
         n = opts.get("num_returns")
         return ActorMethod(self._handle, self._name, self._num_returns if n is None else n, self._decorator)
+
+    def bind(self, *args, **kwargs):
+        from miniray.dag import ClassMethodNode
+        return ClassMethodNode(self._handle, self._name, args, kwargs, {})
 
     def remote(self, *args, **kwargs):
         if self._decorator is not None:

@@ -5,6 +5,7 @@
     miniray grade NOTEBOOK               grade an exercise         (grading/cli.py)
     miniray microbenchmark [--quick]     side-by-side benchmarks   (bench/microbenchmark.py)
     miniray memory                       the object store's objects, as a table
+    miniray workflow list|status|output|resume|cancel|delete   durable workflows (workflow/cli.py)
     miniray start --head / stop / status a head that drivers join over TCP (cluster/head.py)
 """
 from __future__ import annotations
@@ -70,6 +71,8 @@ def main(argv=None) -> int:
             rest = [*rest, "--no-write"]   # the checkout's benchmarks/results/ only on request
     elif verb == "memory":
         run = _memory
+    elif verb == "workflow":
+        from miniray.workflow.cli import main as run
     elif verb in ("start", "stop", "status"):
         from miniray.cluster import head
         run = getattr(head, verb)

@@ -36,6 +36,8 @@ The kinds and their fields:
 ``copied``     object_id, node_id, size (a reader on another node pulled a copy into its store)
 ``lost``       object_id, node_id (its only copy was on a node that died)
 ``reconstructing`` task_id, name, node_id (re-run to make again outputs lost with that node)
+``workflow_step`` workflow_id, step, name, how ("ran" | "restored": read back from storage), task (the
+               task that runs it, or None), deps (the step ids it takes) -- from miniray.workflow
 
 Events hold only strings, numbers, tuples and flat dicts, so the garbage collector stops tracking
 them: a long log costs nothing at each collection.
@@ -49,7 +51,7 @@ import time
 from typing import Any
 
 KINDS = ("submitted", "started", "finished", "put", "stored", "freed", "spilled", "restored", "copied",
-         "lost", "reconstructing")
+         "lost", "reconstructing", "workflow_step")
 _KINDS = frozenset(KINDS)
 
 
@@ -124,6 +126,16 @@ def _log() -> EventLog:
 def events(since: int = 0) -> list[dict[str, Any]]:
     """Copies of the events with ``seq >= since``, oldest first."""
     return _log().since(since)
+
+
+def emit(kind: str, **fields: Any) -> None:
+    """Log an event from a library (in a local driver; where this process keeps no log of its own, as
+    in a worker or a driver joined to a cluster, nothing happens)."""
+    from miniray.runtime import current_runtime
+
+    add = getattr(getattr(current_runtime(), "events", None), "emit", None)
+    if add is not None:
+        add(kind, **fields)
 
 
 def cursor() -> int:

@@ -166,6 +166,11 @@ class RemoteFunction:
     def remote(self, *args, **kwargs):
         return self._remote(args, kwargs, self._options)
 
+    def bind(self, *args, **kwargs):
+        """A lazy call: a DAG node that runs at ``.execute()`` (see miniray.dag)."""
+        from miniray.dag import FunctionNode
+        return FunctionNode(self, args, kwargs, {})
+
     def _remote(self, args, kwargs, opts):
         rt = current_runtime()
         if self._blob is None or self._blob[0] != rt.address:
@@ -220,6 +225,10 @@ class _Bound:
 
     def options(self, **opts):
         return self._rf.options(**{**self._opts, **opts})
+
+    def bind(self, *args, **kwargs):
+        from miniray.dag import FunctionNode
+        return FunctionNode(self._rf, args, kwargs, self._opts)
 
     def __call__(self, *a, **k):
         return self._rf(*a, **k)
