@@ -9,36 +9,35 @@ Layout: tuner.py (checks, restore) -> controller.py (the main loop) -> runner.py
 -> session.py (report/get_checkpoint inside a trial); search/ makes configs, schedulers/ decides
 CONTINUE / PAUSE / STOP; storage.py lays out the experiment dir; progress.py and plot.py show it.
 """
-from miniray.tune import registry
-from miniray.tune.callback import Callback
-from miniray.tune.checkpoint import Checkpoint
-from miniray.tune.controller import TuneError
-from miniray.tune.registry import register_env, register_trainable
-from miniray.tune.result_grid import Result, ResultGrid
-from miniray.tune.run_config import CheckpointConfig, FailureConfig, RunConfig
-from miniray.tune.search.sample import (choice, grid_search, lograndint, loguniform, qlograndint,
-                                        qloguniform, qrandint, qrandn, quniform, randint, randn,
-                                        sample_from, uniform)
-from miniray.tune.session import (get_checkpoint, get_context, get_trial_dir, get_trial_id,
-                                  get_trial_name, get_trial_resources, report)
-from miniray.tune.stopper import Stopper
-from miniray.tune.trainable import (PlacementGroupFactory, Trainable, with_parameters,
-                                    with_resources)
-from miniray.tune.tune_config import TuneConfig
-from miniray.tune.tuner import Tuner
-
-__all__ = ["Tuner", "TuneConfig", "RunConfig", "CheckpointConfig", "FailureConfig", "report",
-           "get_checkpoint", "get_context", "Checkpoint", "Trainable", "with_parameters",
-           "with_resources", "PlacementGroupFactory", "Result", "ResultGrid", "Callback",
-           "Stopper", "TuneError", "register_trainable", "register_env", "choice", "grid_search",
-           "lograndint", "loguniform", "qlograndint", "qloguniform", "qrandint", "qrandn",
-           "quniform", "randint", "randn", "sample_from", "uniform", "get_trial_dir",
-           "get_trial_id", "get_trial_name", "get_trial_resources"]
+_WHERE = {
+    "Tuner": "tuner", "TuneConfig": "tune_config", "RunConfig": "run_config",
+    "CheckpointConfig": "run_config", "FailureConfig": "run_config", "Checkpoint": "checkpoint",
+    "Trainable": "trainable", "with_parameters": "trainable", "with_resources": "trainable",
+    "PlacementGroupFactory": "trainable", "Result": "result_grid", "ResultGrid": "result_grid",
+    "Callback": "callback", "Stopper": "stopper", "TuneError": "controller",
+    "register_trainable": "registry", "register_env": "registry",
+    **{name: "session" for name in ("report", "get_checkpoint", "get_context", "get_trial_dir",
+                                     "get_trial_id", "get_trial_name", "get_trial_resources")},
+    **{name: "search.sample" for name in ("choice", "grid_search", "lograndint", "loguniform",
+                                           "qlograndint", "qloguniform", "qrandint", "qrandn",
+                                           "quniform", "randint", "randn", "sample_from",
+                                           "uniform")},
+}
+__all__ = sorted(_WHERE)
 
 
 def __getattr__(name):
-    if name in ("schedulers", "search", "stopper"):
-        import importlib
+    """Names load on first use, so a trial's actor imports only what it runs."""
+    import importlib
 
+    if name in _WHERE:
+        value = getattr(importlib.import_module(f"miniray.tune.{_WHERE[name]}"), name)
+        globals()[name] = value
+        return value
+    if name in ("schedulers", "search", "stopper", "registry"):
         return importlib.import_module(f"miniray.tune.{name}")
     raise AttributeError(f"module 'miniray.tune' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_WHERE))

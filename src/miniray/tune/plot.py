@@ -153,3 +153,39 @@ def plot_results(grid, metric: str | None = None, mode: str | None = None,
         raise ValueError(f"No trial reported {metric!r}, so there is nothing to draw")
     name = os.path.basename(str(getattr(grid, "experiment_path", "") or "")) or "Tune"
     return TunePlot(curves, metric, mode or getattr(grid, "_mode", None), title or name)
+
+
+class _DiskResult:
+    def __init__(self, path: str, rows: list[dict], error: bool):
+        self.path, self._rows, self.error = path, rows, (RuntimeError("failed") if error else None)
+
+    @property
+    def metrics_dataframe(self):
+        import pandas as pd
+
+        return pd.DataFrame(self._rows)
+
+
+class ExperimentOnDisk:
+    """An experiment directory (miniray's or Ray's) read back as a grid of results to draw."""
+
+    def __init__(self, path: str):
+        from miniray.tune.storage import read_results
+
+        path = os.path.abspath(os.path.expanduser(path))
+        self.experiment_path = path
+        self.results = []
+        for name in sorted(os.listdir(path)):
+            trial = os.path.join(path, name)
+            if os.path.isfile(os.path.join(trial, "result.json")):
+                self.results.append(_DiskResult(trial, read_results(trial),
+                                                os.path.exists(os.path.join(trial, "error.txt"))))
+        if not self.results:
+            raise ValueError(f"{path!r} holds no trial directories with a result.json: give the "
+                             "experiment directory (storage_path/name)")
+
+    def __iter__(self):
+        return iter(self.results)
+
+    def __len__(self):
+        return len(self.results)
