@@ -70,6 +70,17 @@ def curves_of(grid, metric: str) -> list[Curve]:
     return curves
 
 
+def _segments(x: list, y: list) -> list[tuple[list, list]]:
+    """Split a curve where its iteration goes back (a trial restored from a checkpoint)."""
+    out, start = [], 0
+    for i in range(1, len(x)):
+        if x[i] <= x[i - 1]:
+            out.append((x[start:i], y[start:i]))
+            start = i
+    out.append((x[start:], y[start:]))
+    return out
+
+
 class TunePlot:
     def __init__(self, curves: list[Curve], metric: str, mode: str | None, title: str):
         self.curves, self.metric, self.mode, self.title = curves, metric, mode, title
@@ -103,15 +114,20 @@ class TunePlot:
         for i, c in enumerate(self.curves):
             colour = COLOURS[i % len(COLOURS)]
             width, alpha = (2.8, 1.0) if c is best else (1.0, 0.65)
-            ax.plot(c.x, c.y, color=colour, linewidth=width, alpha=alpha,
-                    marker="." if len(c.x) < 3 else None)
+            segments = _segments(c.x, c.y)
+            for xs, ys in segments:
+                ax.plot(xs, ys, color=colour, linewidth=width, alpha=alpha,
+                        marker="." if len(xs) < 3 else None)
             if c.stopped_early:
                 ax.plot([c.x[-1]], [c.y[-1]], marker="x", color="#e15759", markersize=6,
                         linestyle="none")
-            for it in c.exploits:
-                if it in c.x:
-                    ax.plot([it], [c.y[c.x.index(it)]], marker="o", markerfacecolor="none",
-                            color="black", markersize=6, linestyle="none")
+            # A PBT exploit restarts the curve from the donor's checkpoint: mark where each
+            # restarted segment begins (or, with no restart in the data, the exploit's iteration).
+            marks = [(xs[0], ys[0]) for xs, ys in segments[1:]] if len(segments) > 1 else \
+                [(it, c.y[c.x.index(it)]) for it in c.exploits if it in c.x]
+            for mx, my in marks:
+                ax.plot([mx], [my], marker="o", markerfacecolor="none", color="black",
+                        markersize=6, linestyle="none")
         from matplotlib.lines import Line2D
 
         handles = [Line2D([], [], color="#e15759", marker="x", linestyle="none",
