@@ -243,3 +243,43 @@ def test_pbt_exploits_by_checkpoint_and_logs_who_copied_whom(rt, tmp_path):
     lines = [json.loads(l) for l in open(tmp_path / "exp" / "pbt_global.txt")]
     assert len(lines) == len(pbt.exploit_log) and lines[0][4]["lr"] == first["donor_config"]["lr"]
     assert all(r.metrics["training_iteration"] == 12 for r in results)
+
+
+def resumable(config):
+    start = 0
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as d:
+            start = int(open(os.path.join(d, "step")).read())
+    for step in range(start, 9):
+        d = os.path.join(train.get_context().get_trial_dir(), f"tmp{step}")
+        os.makedirs(d, exist_ok=True)
+        open(os.path.join(d, "step"), "w").write(str(step + 1))
+        tune.report({"score": config["q"] * (step + 1)}, checkpoint=tune.Checkpoint.from_directory(d))
+
+
+def test_hyperband_pauses_and_resumes_trials_from_checkpoints(rt, tmp_path):
+    from miniray.tune.schedulers import HyperBandScheduler
+
+    hb = HyperBandScheduler(max_t=9, reduction_factor=3)
+    results = run(tmp_path, resumable, {"q": tune.grid_search(list(range(9)))}, metric="score",
+                  mode="max", scheduler=hb)
+    iterations = {r.config["q"]: r.metrics["training_iteration"] for r in results}
+    assert iterations == {0: 1, 1: 1, 2: 1, 3: 1, 4: 1, 5: 1, 6: 3, 7: 3, 8: 9}
+    q_of = {r.trial_id: r.config["q"] for r in results}
+    assert [[q_of[t] for t in d[2]] for d in hb.decisions] == [[8, 7, 6], [8]]
+    best = results.get_best_result()
+    assert best.config["q"] == 8 and list(best.metrics_dataframe["training_iteration"]) == list(range(1, 10))
+
+
+def test_time_budget_ends_an_endless_search(rt, tmp_path):
+    def forever(config):
+        while True:
+            time.sleep(0.01)
+            tune.report({"x": config["x"]})
+
+    start = time.time()
+    results = run(tmp_path, forever, {"x": tune.uniform(0, 1)}, num_samples=-1, time_budget_s=1.5)
+    assert 1.5 <= time.time() - start < 6
+    assert len(results) >= 2 and all(r.status == "TERMINATED" for r in results
+                                     if r.metrics.get("training_iteration"))

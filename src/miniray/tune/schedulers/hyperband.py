@@ -99,7 +99,7 @@ class HyperBandScheduler(TrialScheduler):
         ranked = sorted(bracket["live"], key=lambda t: bracket["scores"][t], reverse=True)
         keep = max(1, int(len(ranked) / self._eta))
         kept, stopped = ranked[:keep], ranked[keep:]
-        self.decisions.append((index, bracket["milestone"], kept, stopped))
+        self.decisions.append((index, bracket["milestone"], list(kept), list(stopped)))
         bracket["live"], bracket["scores"] = kept, {}
         bracket["milestone"] = min(self._max_t, int(bracket["milestone"] * self._eta))
         for trial_id in stopped:
