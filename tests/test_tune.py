@@ -144,10 +144,26 @@ def flaky(config):
         tune.report({"step": step + 1, "resumed": start}, checkpoint=tune.Checkpoint.from_directory(d))
 
 
+class Recorder(tune.Callback):
+    def __init__(self):
+        self.seen = []
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self.seen.append(("error", trial.config["always_fail"]))
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self.seen.append(("complete", trial.config["always_fail"]))
+
+
 def test_failed_trials_retry_from_their_checkpoint_and_errors_are_kept(rt, tmp_path):
     space = {"marker": str(tmp_path / "marker"), "always_fail": tune.grid_search([False, True])}
-    results = run(tmp_path, flaky, space, metric="step", mode="max",
+    recorder = Recorder()
+    results = run(tmp_path, flaky, space, metric="step", mode="max", callbacks=[recorder],
                   failure_config=train.FailureConfig(max_failures=1))
+    assert sorted(recorder.seen) == [("complete", False), ("error", False), ("error", True),
+                                     ("error", True)]
+    copied = results[0].checkpoint.to_directory(str(tmp_path / "copy"))
+    assert open(os.path.join(copied, "step")).read() == "6"
     ok, bad = results[0], results[1]
     assert ok.error is None and ok.metrics["step"] == 6 and ok.metrics["resumed"] == 3
     assert list(ok.metrics_dataframe["step"]) == [1, 2, 3, 4, 5, 6]

@@ -231,3 +231,22 @@ def test_concurrency_limiter_and_searcher_adapter():
     assert limited.suggest("f") == FINISHED
     with pytest.raises(ValueError, match="positive whole number"):
         ConcurrencyLimiter(Counting(), max_concurrent=0)
+
+
+def test_the_terminal_table_stays_compact():
+    from miniray.tune.progress import text_table
+    from miniray.tune.trial import Trial as RealTrial
+
+    trials = []
+    for i in range(64):
+        t = RealTrial(f"t{i:02d}", {"lr": i / 64}, i, "train", "/nonexistent", {"lr": i / 64},
+                      {"CPU": 1})
+        t.status = "RUNNING" if i < 2 else "TERMINATED"
+        t.last_result = {"loss": (i - 40) ** 2, "training_iteration": 3}
+        trials.append(t)
+    text = text_table(trials, "loss", "min", 12.0)
+    lines = text.splitlines()
+    assert len(lines) <= 15, text
+    assert "2 RUNNING, 62 TERMINATED" in lines[0] and "52 more not shown" in lines[0]
+    assert "best loss=0" in lines[1] and "train_t40" in lines[1]
+    assert "RUNNING" in lines[3] and "RUNNING" in lines[4] and "train_t40" in lines[5]
