@@ -59,7 +59,9 @@ def objective2(config):
 search_space = {"a": tune.grid_search([0.001, 0.01, 0.1, 1.0]), "b": tune.choice([1, 2, 3])}
 tuner = tune.Tuner(objective2, param_space=search_space)
 results = tuner.fit()
-print("QUICK", results.get_best_result(metric="score", mode="min").config["a"], len(results))
+best = results.get_best_result(metric="score", mode="min")
+print("QUICK", best.metrics["score"] == min(r.metrics["score"] for r in results), len(results),
+      sorted(r.config["a"] for r in results) == [0.001, 0.01, 0.1, 1.0])
 
 # --- Schedulers and search from their documented module paths
 from ray.tune.schedulers import ASHAScheduler, PopulationBasedTraining
@@ -97,7 +99,7 @@ def test_ray_docs_tune_examples_run_unchanged(tmp_path):
                  if line.split(" ", 1)[0] in ("KEY", "CLASS", "QUICK", "ASHA", "DF"))
     assert lines["KEY"] == f"{round(2 * 19 ** 0.5 + 4, 4)} 20"
     assert lines["CLASS"] == f"{round(2 * 19 ** 0.5 + 4, 4)}"
-    assert lines["QUICK"] == "0.001 4"
+    assert lines["QUICK"] == "True 4 True"
     assert lines["ASHA"] == "12 True True"
     assert lines["DF"] == "True 12"
     assert os.path.isdir(tmp_path / "results" / "asha_example")

@@ -38,7 +38,7 @@ miniray.init(num_cpus=2)
 path = {path!r}
 if sys.argv[1] == "fit":
     space = {{"i": tune.grid_search([0, 1, 2, 3]),
-              "steps": tune.sample_from(lambda spec: 5 if spec.config.i == 0 else 40)}}
+              "steps": tune.sample_from(lambda spec: 5 if spec.config.i == 0 else 80)}}
     tune.Tuner(slow, param_space=space,
                tune_config=tune.TuneConfig(metric="score", mode="max", max_concurrent_trials=2),
                run_config=tune.RunConfig(name="exp", storage_path=os.path.dirname(path),
@@ -98,7 +98,7 @@ def test_restore_after_sigkill_resumes_unfinished_trials_only(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     assert "CAN True" in out.stdout
     result = json.loads(out.stdout.split("RESULT", 1)[1].strip().splitlines()[0])
-    assert result == [[0, 5, True], [1, 40, True], [2, 40, True], [3, 40, True]]
+    assert result == [[0, 5, True], [1, 80, True], [2, 80, True], [3, 80, True]]
     after = [json.loads(line) for line in open(log)][len(before):]
     assert 0 not in [i for i, _ in after], "a finished trial ran again"
     resumed = {i: start for i, start in after}
