@@ -176,8 +176,10 @@ class PlacementGroupFactory:
 
 def normalize_resources(resources) -> dict:
     """``{"cpu": 2, "gpu": 1, "custom": 1}`` or a PlacementGroupFactory -> ``{"CPU": 2, ...}``."""
-    if isinstance(resources, PlacementGroupFactory):
-        resources = resources.required_resources
+    if isinstance(resources, PlacementGroupFactory) or hasattr(resources, "required_resources"):
+        resources = dict(resources.required_resources)     # also another library's factory
+    elif hasattr(resources, "bundles"):
+        resources = PlacementGroupFactory(list(resources.bundles)).required_resources
     if not isinstance(resources, dict):
         raise TypeError("with_resources needs a dict like {'cpu': 2, 'gpu': 0}, a "
                         f"PlacementGroupFactory or a function config -> dict; got {resources!r}")
