@@ -299,3 +299,43 @@ def test_time_budget_ends_an_endless_search(rt, tmp_path):
     assert 1.5 <= time.time() - start < 6
     assert len(results) >= 2 and all(r.status == "TERMINATED" for r in results
                                      if r.metrics.get("training_iteration"))
+
+
+def crashy(config):
+    start = 0
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as d:
+            start = int(open(os.path.join(d, "step")).read())
+    for step in range(start, 4):
+        if step == 2 and not os.path.exists(config["marker"]):
+            open(config["marker"], "w").close()
+            if config["how"] == "exit":
+                os._exit(3)                          # the trial's actor process dies
+            raise RuntimeError("fails once")
+        d = os.path.join(train.get_context().get_trial_dir(), f"tmp{step}")
+        os.makedirs(d, exist_ok=True)
+        open(os.path.join(d, "step"), "w").write(str(step + 1))
+        tune.report({"step": step + 1}, checkpoint=tune.Checkpoint.from_directory(d))
+
+
+def test_a_dead_actor_is_a_failure_retried_on_a_new_one(rt, tmp_path):
+    results = run(tmp_path, crashy, {"marker": str(tmp_path / "m"), "how": "exit"},
+                  metric="step", mode="max", failure_config=train.FailureConfig(max_failures=1))
+    assert results.num_errors == 0 and results[0].metrics["step"] == 4
+    assert list(results[0].metrics_dataframe["step"]) == [1, 2, 3, 4]
+
+
+def test_fail_fast_and_resume_errored(rt, tmp_path):
+    space = {"marker": str(tmp_path / "m"), "how": "raise"}
+    with pytest.raises(RuntimeError, match="fails once"):
+        run(tmp_path, crashy, space, name="ff", failure_config=train.FailureConfig(fail_fast="raise"))
+    os.remove(tmp_path / "m")
+    results = run(tmp_path, crashy, space, name="errored", metric="step", mode="max")
+    assert results.num_errors == 1 and results[0].metrics["step"] == 2
+    path = str(tmp_path / "errored")
+    kept = tune.Tuner.restore(path, trainable=crashy).fit()
+    assert kept.num_errors == 1                       # errored trials stay errored by default
+    resumed = tune.Tuner.restore(path, trainable=crashy, resume_errored=True).fit()
+    assert resumed.num_errors == 0 and resumed[0].metrics["step"] == 4
+    assert list(resumed[0].metrics_dataframe["step"]) == [1, 2, 3, 4]
