@@ -43,16 +43,25 @@ def _pbt_exploits(experiment_path: str | None) -> dict:
     return out
 
 
+def _rows(result) -> list[dict]:
+    """A result's reports as dicts: miniray keeps them (no pandas needed); Ray's come as a frame."""
+    rows = getattr(result, "history", None) or getattr(result, "_rows", None)
+    if rows is not None:
+        return list(rows)
+    df = result.metrics_dataframe
+    return [] if df is None else df.to_dict("records")
+
+
 def curves_of(grid, metric: str) -> list[Curve]:
     curves = []
     tags = _pbt_exploits(getattr(grid, "experiment_path", None))
     for result in grid:
-        df = result.metrics_dataframe
-        if df is None or len(df) == 0 or metric not in df:
+        rows = _rows(result)
+        rows = [r for r in rows if r.get(metric) is not None]
+        if not rows:
             continue
-        xcol = "training_iteration" if "training_iteration" in df else None
-        y = [float(v) for v in df[metric]]
-        x = [float(v) for v in df[xcol]] if xcol else list(range(1, len(y) + 1))
+        y = [float(r[metric]) for r in rows]
+        x = [float(r.get("training_iteration", i + 1)) for i, r in enumerate(rows)]
         path = str(getattr(result, "path", "") or "")
         name = os.path.basename(path) or getattr(result, "trial_id", "trial")
         exploits = [e["iteration"] for e in getattr(result, "exploits", [])]
