@@ -356,18 +356,14 @@ class TuneController:
         for callback in self.callbacks:
             callback.on_trial_result(iteration=self.iteration, trials=self.trials, trial=trial,
                                      result=result)
-        decision = CONTINUE
+        stopped = False
         if self.stopper is not None:
-            if self.stopper(trial.trial_id, result):
-                decision = STOP
-            if self.stopper.stop_all():
-                self.stop_all = True
-        scheduled = self.scheduler.on_trial_result(self, trial, result)
-        if decision == STOP:
+            stopped = bool(self.stopper(trial.trial_id, result))
+            self.stop_all = self.stop_all or self.stopper.stop_all()
+        decision = self.scheduler.on_trial_result(self, trial, result)   # it sees every result
+        if stopped or decision == STOP:
             return STOP
-        if scheduled == STOP:
-            return STOP
-        return scheduled if scheduled in (PAUSE,) else CONTINUE
+        return PAUSE if decision == PAUSE else CONTINUE
 
     def _add_checkpoint(self, trial: Trial, name: str, result: dict) -> None:
         if any(c["name"] == name for c in trial.checkpoints):
