@@ -250,3 +250,20 @@ def test_the_terminal_table_stays_compact():
     assert "2 RUNNING, 62 TERMINATED" in lines[0] and "52 more not shown" in lines[0]
     assert "best loss=0" in lines[1] and "train_t40" in lines[1]
     assert "RUNNING" in lines[3] and "RUNNING" in lines[4] and "train_t40" in lines[5]
+
+
+def test_import_miniray_stays_light_and_tune_loads_on_first_use():
+    import subprocess
+    import sys
+
+    code = ("import sys, miniray as ray\n"
+            "heavy = [m for m in ('miniray.tune', 'miniray.train', 'pandas', 'matplotlib', 'optuna')"
+            " if m in sys.modules]\n"
+            "assert not heavy, heavy\n"
+            "from miniray.tune.schedulers import ASHAScheduler\n"
+            "from miniray.tune.search import ConcurrencyLimiter\n"
+            "from miniray.tune.search.optuna import OptunaSearch\n"
+            "assert ray.tune.Tuner and ray.train.RunConfig is ray.tune.RunConfig\n"
+            "assert 'pandas' not in sys.modules and 'matplotlib' not in sys.modules\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
