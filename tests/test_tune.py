@@ -339,3 +339,24 @@ def test_fail_fast_and_resume_errored(rt, tmp_path):
     resumed = tune.Tuner.restore(path, trainable=crashy, resume_errored=True).fit()
     assert resumed.num_errors == 0 and resumed[0].metrics["step"] == 4
     assert list(resumed[0].metrics_dataframe["step"]) == [1, 2, 3, 4]
+
+
+class LockedSearcher(tune.search.Searcher):
+    """A user's searcher holding a lock: it cannot be pickled for Tuner.restore."""
+
+    def __init__(self):
+        import threading
+
+        super().__init__()
+        self.lock, self.n = threading.Lock(), 0
+
+    def suggest(self, trial_id):
+        self.n += 1
+        return {"lr": 0.1, "m": 0.5 + self.n / 10}
+
+
+def test_an_unpicklable_searcher_still_runs_with_a_warning(rt, tmp_path):
+    with pytest.warns(RuntimeWarning, match="could not be pickled|could not save"):
+        results = run(tmp_path, objective, {}, metric="score", mode="max", num_samples=3,
+                      search_alg=LockedSearcher())
+    assert len(results) == 3 and results.get_best_result().config["m"] == pytest.approx(0.8)

@@ -20,6 +20,7 @@ import os
 import shutil
 import time
 import uuid
+import warnings
 
 import miniray
 from miniray.tune import registry, storage
@@ -71,6 +72,7 @@ class TuneController:
         self.dirty = True
         self.raise_error = None
         self.run_counter = 0
+        self.unpicklable_warned = False
         self._runner_cls = miniray.remote(TrialRunner)
 
     # ------------------------------------------------------------- what schedulers call
@@ -428,7 +430,16 @@ class TuneController:
                  "search": self.search, "scheduler": self.scheduler,
                  "search_done": self.search_done,
                  "elapsed": self.elapsed_before + now - self.started}
-        storage.save_state(self.experiment_path, self.stamp, self.trials, state)
+        try:
+            storage.save_state(self.experiment_path, self.stamp, self.trials, state)
+        except Exception as exc:        # a searcher or scheduler that does not pickle
+            if not self.unpicklable_warned:
+                self.unpicklable_warned = True
+                warnings.warn(f"Tune could not save its searcher/scheduler for Tuner.restore "
+                              f"({type(exc).__name__}: {exc}); a restored run will finish the "
+                              "saved trials but make no new ones", RuntimeWarning, stacklevel=2)
+            state.update(search=None, scheduler=None, search_done=True)
+            storage.save_state(self.experiment_path, self.stamp, self.trials, state)
         self.last_save, self.dirty = now, False
 
 

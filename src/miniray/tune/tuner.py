@@ -91,7 +91,8 @@ class Tuner:
         path = self.experiment_path
         if self._restored:
             state = self._restored["state"]
-            search, scheduler = state["search"], state["scheduler"]
+            search = state["search"] or search           # None: it could not be pickled
+            scheduler = state["scheduler"] or scheduler
         else:
             search.set_search_properties(metric, mode, self.param_space,
                                          num_samples=tc.num_samples)
@@ -123,14 +124,21 @@ class Tuner:
         return self._results
 
     def _save_tuner(self, path: str) -> None:
+        import dataclasses
+        import warnings
+
         state = {"param_space": self.param_space, "tune_config": self.tune_config,
                  "run_config": self.run_config, "trainable_name": self.trainable_name}
         try:
             storage.save_tuner(path, state)
-        except Exception as exc:
-            raise TypeError(f"The Tuner's settings could not be pickled for Tuner.restore "
-                            f"({type(exc).__name__}: {exc}): keep param_space, schedulers and "
-                            "callbacks free of open files, locks and sockets") from exc
+        except Exception as exc:      # keep going; restore then needs what could not be saved
+            warnings.warn(f"Tuner settings could not be pickled for Tuner.restore "
+                          f"({type(exc).__name__}: {exc}); saving them without the search "
+                          "algorithm, scheduler and callbacks", RuntimeWarning, stacklevel=3)
+            state["tune_config"] = dataclasses.replace(self.tune_config, search_alg=None,
+                                                       scheduler=None)
+            state["run_config"] = dataclasses.replace(self.run_config, callbacks=None)
+            storage.save_tuner(path, state)
 
     # ----------------------------------------------------------------- restore
     @classmethod
