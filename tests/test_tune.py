@@ -360,3 +360,12 @@ def test_an_unpicklable_searcher_still_runs_with_a_warning(rt, tmp_path):
         results = run(tmp_path, objective, {}, metric="score", mode="max", num_samples=3,
                       search_alg=LockedSearcher())
     assert len(results) == 3 and results.get_best_result().config["m"] == pytest.approx(0.8)
+
+
+def test_actors_are_reused_unless_told_not_to(rt, tmp_path):
+    space = {"lr": tune.grid_search([0.1, 0.2, 0.3, 0.4]), "m": 0.9, "steps": 2}
+    reused = run(tmp_path, objective, space, name="reused", max_concurrent_trials=1)
+    assert len({r.metrics["pid"] for r in reused}) == 1
+    fresh = run(tmp_path, objective, space, name="fresh", max_concurrent_trials=1,
+                reuse_actors=False)
+    assert len({r.metrics["pid"] for r in fresh}) == 4
