@@ -6,6 +6,7 @@
     %timeline     one Gantt row per worker and per actor   ├─ all read miniray.events only
     %memory       object store use, largest objects        │
     %dashboard    a live ipywidgets panel                 ─┘
+    %tune         a Tune run's learning curves (from its ResultGrid or experiment directory)
 
 Loading the extension only registers the magics; matplotlib, networkx, ipywidgets and miniray are
 imported when a magic first runs.  ``graph_of(events)`` gives the task graph as a networkx DiGraph,
@@ -19,8 +20,10 @@ __all__ = ["graph_of", "load_ipython_extension", "unload_ipython_extension"]
 def load_ipython_extension(ipython) -> None:
     """Register the miniray magics with ``ipython`` (called by ``%load_ext``)."""
     from miniray_magics.magic import MinirayMagics
+    from miniray_magics.tune import TuneMagics
 
     ipython.register_magics(MinirayMagics)
+    ipython.register_magics(TuneMagics)
 
 
 def unload_ipython_extension(ipython) -> None:
