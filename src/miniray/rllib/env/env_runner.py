@@ -1,0 +1,127 @@
+"""EnvRunner: one actor that steps a vector of environments with the latest policy weights.
+
+    Algorithm (driver)                               EnvRunner actor (its own process)
+    ──────────────────                               ─────────────────────────────────
+    weights_ref = ray.put(weights)   once per iteration
+    runner.sample.remote(weights_ref, T) ──────────► set_weights; T steps of N envs:
+                                                       logits = pi(obs)  (one matmul for all N)
+                                                       actions ~ softmax(logits)
+                                                       each env steps; an ended episode resets
+    fragment ◄──────────────────────────────────────── arrays shaped (T, N, ...) + finished episodes
+
+State (per runner): the N envs, the current observation of each (episodes continue across calls, as
+RLlib's do), the running return and length of each env's episode, and the policy's weights.  The
+runner keeps no learner state, so a restarted runner (actor ``max_restarts``) is as good as new once
+the next ``sample`` hands it the weights.
+
+A fragment holds ``obs``, ``next_obs`` (the observation after the step: the *final* one where an
+episode ended, before its reset), ``actions``, ``logits`` (the sampling distribution), ``rewards``,
+``terminateds``, ``truncateds``, and ``episodes`` (return, length) finished during the call.  The
+learner computes values and advantages from these in one batch.  The N envs are stepped in a plain
+loop rather than a gymnasium vector env: a reset happens in the same step, with the final
+observation kept for the truncation bootstrap, and custom envs need no vector wrapper.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from miniray.rllib.core.policy import Policy
+from miniray.rllib.env.env_context import make_env
+
+
+def space_dims(env) -> tuple[int, int]:
+    """(flat observation size, number of actions); a clear error for spaces we do not handle."""
+    import gymnasium
+
+    obs_space, act_space = env.observation_space, env.action_space
+    if not isinstance(act_space, gymnasium.spaces.Discrete):
+        raise ValueError(f"miniray.rllib handles Discrete action spaces only; this env's is {act_space}. "
+                         f"Try CartPole-v1, Acrobot-v1 or MountainCar-v0, or discretise the actions.")
+    if isinstance(obs_space, gymnasium.spaces.Box):
+        return int(np.prod(obs_space.shape)), int(act_space.n)
+    if isinstance(obs_space, gymnasium.spaces.Discrete):
+        return int(obs_space.n), int(act_space.n)
+    raise ValueError(f"miniray.rllib handles Box or Discrete observations; this env's is {obs_space}")
+
+
+def flatten_obs(env, obs) -> np.ndarray:
+    import gymnasium
+
+    space = env.observation_space
+    if isinstance(space, gymnasium.spaces.Discrete):
+        out = np.zeros(int(space.n))
+        out[int(obs) - space.start] = 1.0
+        return out
+    return np.asarray(obs, dtype=np.float64).ravel()
+
+
+class EnvRunner:
+    """``worker_index`` 1..n for remote runners, 0 for the driver's own (``num_env_runners=0``)."""
+
+    def __init__(self, env_creator, env_config=None, num_envs: int = 1, model=None, seed=None,
+                 worker_index: int = 0, num_workers: int = 0):
+        self.envs = [make_env(env_creator, env_config, worker_index, i, num_workers) for i in range(num_envs)]
+        self.obs_dim, self.num_actions = space_dims(self.envs[0])
+        self.policy = Policy(self.obs_dim, self.num_actions, model)
+        seeds = np.random.SeedSequence(None if seed is None else [seed, worker_index])
+        self.rng = np.random.default_rng(seeds)
+        env_seeds = seeds.generate_state(num_envs)
+        self.obs = np.stack([self._reset(env, int(s)) for env, s in zip(self.envs, env_seeds)])
+        self.ep_return = np.zeros(num_envs)
+        self.ep_len = np.zeros(num_envs, dtype=np.int64)
+
+    def _reset(self, env, seed=None) -> np.ndarray:
+        obs, _ = env.reset(seed=seed)
+        return flatten_obs(env, obs)
+
+    def sample(self, weights: np.ndarray | None, num_steps: int, explore: bool = True) -> dict:
+        """``num_steps`` steps of every env (``num_steps * N`` env steps in all)."""
+        if weights is not None:
+            self.policy.set_weights(weights)
+        T, N, d = int(num_steps), len(self.envs), self.obs_dim
+        obs, next_obs = np.zeros((T, N, d)), np.zeros((T, N, d))
+        actions = np.zeros((T, N), dtype=np.int64)
+        logits = np.zeros((T, N, self.num_actions))
+        rewards, terminateds, truncateds = np.zeros((T, N)), np.zeros((T, N), bool), np.zeros((T, N), bool)
+        episodes = []
+        for t in range(T):
+            obs[t] = self.obs
+            actions[t], logits[t] = self.policy.compute_actions(self.obs, self.rng, explore)
+            for i, env in enumerate(self.envs):
+                o, r, term, trunc, _ = env.step(int(actions[t, i]))
+                o = next_obs[t, i] = flatten_obs(env, o)
+                rewards[t, i], terminateds[t, i], truncateds[t, i] = r, term, trunc
+                self.ep_return[i] += r
+                self.ep_len[i] += 1
+                if term or trunc:
+                    episodes.append((float(self.ep_return[i]), int(self.ep_len[i])))
+                    self.ep_return[i], self.ep_len[i] = 0.0, 0
+                    o = self._reset(env)
+                self.obs[i] = o
+        return {"obs": obs, "next_obs": next_obs, "actions": actions, "logits": logits,
+                "rewards": rewards, "terminateds": terminateds, "truncateds": truncateds,
+                "episodes": episodes, "env_steps": T * N}
+
+    def run_episodes(self, weights, num_episodes: int, explore: bool = False) -> list:
+        """(return, length) of ``num_episodes`` whole episodes on a fresh env (evaluation)."""
+        if weights is not None:
+            self.policy.set_weights(weights)
+        env, out = self.envs[0], []
+        for _ in range(num_episodes):
+            o, done, ret, n = self._reset(env), False, 0.0, 0
+            while not done:
+                a, _ = self.policy.compute_actions(o[None], self.rng, explore)
+                o, r, term, trunc, _ = env.step(int(a[0]))
+                o, ret, n, done = flatten_obs(env, o), ret + r, n + 1, term or trunc
+            out.append((ret, n))
+        self.obs[0], self.ep_return[0], self.ep_len[0] = self._reset(env), 0.0, 0
+        return out
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def stop(self) -> None:
+        for env in self.envs:
+            env.close()
