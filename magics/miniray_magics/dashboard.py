@@ -18,7 +18,7 @@ import html
 import threading
 from dataclasses import dataclass, field
 
-from miniray_magics.figures import fmt_bytes, natural_key
+from miniray_magics.figures import fmt_bytes, natural_key, short_actor_id
 
 BUCKETS = ("pending", "running", "finished", "failed")
 BAR_STYLE = {"pending": "info", "running": "warning", "finished": "success", "failed": "danger"}
@@ -42,7 +42,7 @@ class DashboardState:
             if kind == "submitted":
                 self.tasks.setdefault(event["task_id"], "pending")
             elif kind == "started":
-                worker = (f"actor {str(event['actor_id'])[:6]}" if event.get("actor_id")
+                worker = (f"actor {short_actor_id(event['actor_id'])}" if event.get("actor_id")
                           else str(event.get("worker_id")))
                 self.tasks[event["task_id"]] = "running"
                 self.running_on[event["task_id"]] = worker

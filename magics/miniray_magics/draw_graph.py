@@ -16,7 +16,7 @@ from collections import defaultdict
 import networkx as nx
 
 from miniray_magics.figures import (STATE_COLOURS, colour_cycle, natural_key, new_figure, png_bytes,
-                                    shorten)
+                                    short_actor_id, shorten)
 from miniray_magics.graph import generations
 
 MAIN_GAP = {"lr": 2.5, "tb": 1.25}    # distance between layers, in layout units
@@ -69,7 +69,7 @@ def layout(graph: nx.DiGraph, direction: str = "lr") -> tuple[dict, dict]:
         depth = max(taken.values())
         first = graph.nodes[calls[0]]
         owner = first["name"].split(".")[0] if "." in first["name"] else "actor"
-        lanes[actor] = (next_lane, f"{owner}\n{str(actor)[:6]}", depth)
+        lanes[actor] = (next_lane, f"{owner}\n{short_actor_id(actor)}", depth)
         next_lane += 1 + 0.75 * (depth - 1)
 
     pos = {}

@@ -69,6 +69,16 @@ def shorten(text: str, width: int) -> str:
     return text if len(text) <= width else text[: max(1, width - 1)] + "…"
 
 
+def short_actor_id(actor_id) -> str:
+    """Six characters that tell actors apart.  A miniray actor id is "a", the session's 10-hex
+    prefix, then an 11-hex counter, so every actor of a session shares its head: show the tail.
+    Other ids (Ray's are random throughout) show their head."""
+    text = str(actor_id)
+    if re.fullmatch(r"a[0-9a-f]{21}", text):
+        return text[-6:]
+    return text[:6]
+
+
 def natural_key(text) -> list:
     """Sort ``w2`` before ``w10``."""
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", str(text))]

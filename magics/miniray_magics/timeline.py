@@ -20,7 +20,7 @@ from typing import Any, Iterable
 
 import networkx as nx
 
-from miniray_magics.figures import natural_key
+from miniray_magics.figures import natural_key, short_actor_id
 from miniray_magics.graph import display_name, graph_of
 
 
@@ -131,7 +131,7 @@ def timeline_of(events: Iterable[dict[str, Any]], *, slots: int | None = None,
 def _row_of(started: dict, name: str, several_nodes: bool) -> str:
     if started.get("actor_id"):
         owner = name.split(".")[0] if "." in name else "actor"
-        return f"{owner} {str(started['actor_id'])[:6]}"
+        return f"{owner} {short_actor_id(started['actor_id'])}"
     worker = str(started.get("worker_id"))
     return f"{str(started.get('node_id'))[:6]}/{worker}" if several_nodes else worker
 
