@@ -243,3 +243,20 @@ def test_registry_names_the_algorithms():
 def test_log_softmax_is_stable():
     out = log_softmax(np.array([[1000.0, 0.0]]))
     assert np.isfinite(out).all() and out[0, 0] == pytest.approx(0.0)
+
+
+def test_one_blas_thread_inside_and_the_callers_count_restored_after():
+    from miniray.rllib.core import blas
+
+    with blas.one_blas_thread():
+        pass
+    if not blas._api:
+        pytest.skip("numpy here does not use OpenBLAS")
+    get, set_ = blas._api
+    set_(2)
+    try:
+        with blas.one_blas_thread():
+            assert get() == 1
+        assert get() == 2
+    finally:
+        set_(2)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from miniray.rllib.core.blas import one_blas_thread
 from miniray.rllib.core.mlp import Adam
 from miniray.rllib.core.policy import Policy
 from miniray.rllib.evaluation.postprocessing import compute_gae
@@ -56,6 +57,10 @@ class Learner:
         """One iteration's learning on these fragments; returns the mean loss stats."""
         if not fragments:
             raise ValueError("Learner.update got no fragments (every env runner failed this iteration)")
+        with one_blas_thread():
+            return self._update(fragments)
+
+    def _update(self, fragments: list[dict]) -> dict:
         batch = self.build_batch(fragments)
         size = len(batch["actions"])
         mb = int(self.config.get("minibatch_size") or size)

@@ -27,6 +27,7 @@ import os
 
 import numpy as np
 
+from miniray.rllib.core.blas import one_blas_thread
 from miniray.rllib.core.policy import Policy
 from miniray.rllib.env.env_context import make_env
 
@@ -78,6 +79,10 @@ class EnvRunner:
 
     def sample(self, weights: np.ndarray | None, num_steps: int, explore: bool = True) -> dict:
         """``num_steps`` steps of every env (``num_steps * N`` env steps in all)."""
+        with one_blas_thread():
+            return self._sample(weights, num_steps, explore)
+
+    def _sample(self, weights, num_steps: int, explore: bool) -> dict:
         if weights is not None:
             self.policy.set_weights(weights)
         T, N, d = int(num_steps), len(self.envs), self.obs_dim
