@@ -124,7 +124,7 @@ def figure(runs: list[dict], path: str) -> None:
 
 def table(runs: list[dict], rates: dict, meta: dict) -> str:
     lines = [f"# miniray.rllib on CartPole-v1, {meta['date']}", "",
-             f"{meta['machine']}; target: mean return {TARGET:g} within {BUDGET:,} env steps in < 180 s.", "",
+             f"{meta['machine']}, load average {meta['load_average_1min_at_end']:.1f} at the end; target: mean return {TARGET:g} within {BUDGET:,} env steps in < 180 s.", "",
              "| run | seed | env steps to 450 | wall s to 450 | iterations | final return |",
              "|---|---|---|---|---|---|"]
     for r in runs:
@@ -158,7 +158,7 @@ def main(argv=None) -> int:
     for r in rates:
         print(json.dumps(r), flush=True)
     miniray.shutdown()
-    meta = {"date": datetime.date.today().isoformat(),
+    meta = {"date": datetime.date.today().isoformat(), "load_average_1min_at_end": os.getloadavg()[0],
             "machine": f"{os.cpu_count()} cores, Python {sys.version.split()[0]}, numpy {__import__('numpy').__version__}"}
     md = table(runs, rates, meta)
     print(md)

@@ -215,3 +215,30 @@ def test_import_miniray_does_not_import_gymnasium():
                          env={**os.environ})
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+def test_an_algorithm_runs_inside_an_actor_as_a_tune_trial_would(rt):
+    """Tune's shape: the trainable is looked up by name, built from a dict in a trial actor, which
+    starts its own env runner actors; step() gives the results."""
+    from miniray.tune.registry import get_trainable_cls
+
+    @rt.remote
+    class Trial:
+        def __init__(self, name, config):
+            self.algo = get_trainable_cls(name)(config=config)
+
+        def step(self):
+            r = self.algo.step()
+            return r["training_iteration"], r["env_runners"]["num_env_steps_sampled"], r["num_healthy_env_runners"]
+
+        def stop(self):
+            self.algo.cleanup()
+
+    cfg = fast_ppo(num_envs_per_env_runner=2).training(train_batch_size=400, num_epochs=1).to_dict()
+    trial = Trial.remote("PPO", cfg)
+    try:
+        assert rt.get(trial.step.remote(), timeout=60) == (1, 400, 2)
+        assert rt.get(trial.step.remote(), timeout=60) == (2, 400, 2)
+        rt.get(trial.stop.remote(), timeout=30)
+    finally:
+        rt.kill(trial)
