@@ -81,17 +81,18 @@ def sampling_rates(num_envs: int, rounds: int, steps: int) -> dict:
                  .debugging(seed=0).build_algo()) for n in (1, 2)}
     try:
         weights = miniray.put(algos[1].get_weights()["default_policy"])
-        rates = {1: [], 2: []}
+        rates, cpu_per_kstep = {1: [], 2: []}, {1: [], 2: []}
         for n, algo in algos.items():                                              # warm: processes up
             miniray.get([r.sample.remote(weights, 10) for r in algo.env_runners])
         for _ in range(rounds):
             for n, algo in algos.items():
                 t0 = time.perf_counter()
-                total = sum(f["env_steps"] for f in miniray.get(
-                    [r.sample.remote(weights, steps) for r in algo.env_runners]))
-                rates[n].append(total / (time.perf_counter() - t0))
+                frags = miniray.get([r.sample.remote(weights, steps) for r in algo.env_runners])
+                rates[n].append(sum(f["env_steps"] for f in frags) / (time.perf_counter() - t0))
+                cpu_per_kstep[n] += [1e6 * f["sample_cpu_s"] / f["env_steps"] for f in frags]
         one, two = statistics.median(rates[1]), statistics.median(rates[2])
         return {"envs_per_runner": num_envs, "one_runner": one, "two_runners": two, "ratio": two / one,
+                "runner_cpu_ms_per_1k_steps": {n: statistics.median(v) for n, v in cpu_per_kstep.items()},
                 "rounds": rounds, "steps_per_env_per_round": steps}
     finally:
         for algo in algos.values():
@@ -133,10 +134,12 @@ def table(runs: list[dict], rates: dict, meta: dict) -> str:
                      f"| {hit.get('iterations', '-')} | {r['final_return']} |" if hit else
                      f"| {r['name']} | {r['seed']} | not reached in {r['curve'][-1][0]:,} | - | - | {r['final_return']} |")
     lines += ["", "Sampling only (fixed weights), median of alternating rounds; target: two runners >= 1.7x one.", "",
-              "| envs per runner | one runner, env steps/s | two runners, env steps/s | two vs one |",
-              "|---|---|---|---|"]
+              "| envs per runner | one runner, env steps/s | two runners, env steps/s | two vs one "
+              "| runner CPU ms per 1k steps, one / two |", "|---|---|---|---|---|"]
     for r in rates:
-        lines.append(f"| {r['envs_per_runner']} | {r['one_runner']:,.0f} | {r['two_runners']:,.0f} | {r['ratio']:.2f}x |")
+        cpu = r["runner_cpu_ms_per_1k_steps"]
+        lines.append(f"| {r['envs_per_runner']} | {r['one_runner']:,.0f} | {r['two_runners']:,.0f} | {r['ratio']:.2f}x "
+                     f"| {cpu[1]:.1f} / {cpu[2]:.1f} |")
     return "\n".join(lines) + "\n"
 
 

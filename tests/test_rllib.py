@@ -242,3 +242,17 @@ def test_an_algorithm_runs_inside_an_actor_as_a_tune_trial_would(rt):
         rt.get(trial.stop.remote(), timeout=30)
     finally:
         rt.kill(trial)
+
+
+def test_discrete_observations_are_one_hot_for_training_and_single_actions(rt):
+    algo = (PGConfig().environment("FrozenLake-v1", env_config={"is_slippery": False})
+            .env_runners(num_env_runners=0, num_envs_per_env_runner=2).training(train_batch_size=200)
+            .debugging(seed=0).build_algo())
+    try:
+        assert algo.train()["env_runners"]["num_env_steps_sampled"] == 200
+        assert algo.get_module().obs_dim == 16
+        assert algo.compute_single_action(5, explore=False) in range(4)
+        with pytest.raises(ValueError, match="observation"):
+            algo.compute_single_action(np.zeros(3))
+    finally:
+        algo.stop()

@@ -37,7 +37,7 @@ from miniray.rllib.algorithms.algorithm_config import AlgorithmConfig
 from miniray.rllib.core.learner import Learner
 from miniray.rllib.core.policy import Policy
 from miniray.rllib.env.env_context import resolve_env_creator
-from miniray.rllib.env.env_runner import EnvRunner
+from miniray.rllib.env.env_runner import EnvRunner, flatten_obs
 
 STATE_FILE, METADATA_FILE = "algorithm_state.pkl", "rllib_checkpoint.json"
 
@@ -49,10 +49,12 @@ class Algorithm:
     def get_default_config(cls) -> AlgorithmConfig:
         return AlgorithmConfig(algo_class=cls)
 
-    def __init__(self, config=None, env=None, logger_creator=None, **kwargs):
-        if env is not None or kwargs:
+    def __init__(self, config=None, env=None, logger_creator=None, **trainable_kwargs):
+        """``config``: an AlgorithmConfig or its ``to_dict()``; ``env`` overrides its env.  Tune's
+        Trainable arguments (``logger_creator``, ``storage``, ...) are accepted and not used."""
+        if env is not None:
             config = self._as_config(config)
-            config.update_from_dict({**({"env": env} if env is not None else {}), **kwargs})
+            config.env = env
         self.setup(config)
 
     def _as_config(self, config) -> AlgorithmConfig:
@@ -225,10 +227,7 @@ class Algorithm:
     def compute_single_action(self, observation, explore: bool | None = None, **_ignored):
         """One action for one observation, from the current weights (explore=False: the argmax)."""
         explore = self.config.explore if explore is None else explore
-        obs = np.asarray(observation, dtype=np.float64).reshape(1, -1)
-        if obs.shape[1] != self._policy.obs_dim:
-            raise ValueError(f"compute_single_action got an observation with {obs.shape[1]} values; "
-                             f"this env's observations have {self._policy.obs_dim}")
+        obs = flatten_obs(self._local_runner.envs[0], observation, check=True).reshape(1, -1)
         actions, _ = self._policy.compute_actions(obs, self._rng, explore)
         return int(actions[0])
 

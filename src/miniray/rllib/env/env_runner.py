@@ -16,7 +16,8 @@ the next ``sample`` hands it the weights.
 
 A fragment holds ``obs``, ``next_obs`` (the observation after the step: the *final* one where an
 episode ended, before its reset), ``actions``, ``logits`` (the sampling distribution), ``rewards``,
-``terminateds``, ``truncateds``, and ``episodes`` (return, length) finished during the call.  The
+``terminateds``, ``truncateds``, ``episodes`` (return, length) finished during the call, and the
+call's wall and CPU seconds (``sample_s``, ``sample_cpu_s``; on a busy machine they differ).  The
 learner computes values and advantages from these in one batch.  The N envs are stepped in a plain
 loop rather than a gymnasium vector env: a reset happens in the same step, with the final
 observation kept for the truncation bootstrap, and custom envs need no vector wrapper.
@@ -24,6 +25,7 @@ observation kept for the truncation bootstrap, and custom envs need no vector wr
 from __future__ import annotations
 
 import os
+import time
 
 import numpy as np
 
@@ -47,15 +49,23 @@ def space_dims(env) -> tuple[int, int]:
     raise ValueError(f"miniray.rllib handles Box or Discrete observations; this env's is {obs_space}")
 
 
-def flatten_obs(env, obs) -> np.ndarray:
+def flatten_obs(env, obs, check: bool = False) -> np.ndarray:
+    """The policy's input for one observation (one-hot for Discrete); ``check``: a clear error for
+    an observation that does not fit the env's space (a user's, not the env's own)."""
     import gymnasium
 
     space = env.observation_space
     if isinstance(space, gymnasium.spaces.Discrete):
+        if check and (np.ndim(obs) != 0 or not 0 <= int(obs) - space.start < space.n):
+            raise ValueError(f"This env's observations are single integers in {space}; got {obs!r}")
         out = np.zeros(int(space.n))
         out[int(obs) - space.start] = 1.0
         return out
-    return np.asarray(obs, dtype=np.float64).ravel()
+    out = np.asarray(obs, dtype=np.float64).ravel()
+    if check and out.size != int(np.prod(space.shape)):
+        raise ValueError(f"This env's observations have {int(np.prod(space.shape))} values "
+                         f"({space}); got an observation with {out.size}")
+    return out
 
 
 class EnvRunner:
@@ -79,8 +89,11 @@ class EnvRunner:
 
     def sample(self, weights: np.ndarray | None, num_steps: int, explore: bool = True) -> dict:
         """``num_steps`` steps of every env (``num_steps * N`` env steps in all)."""
+        t0, cpu0 = time.perf_counter(), time.process_time()
         with one_blas_thread():
-            return self._sample(weights, num_steps, explore)
+            fragment = self._sample(weights, num_steps, explore)
+        fragment["sample_s"], fragment["sample_cpu_s"] = time.perf_counter() - t0, time.process_time() - cpu0
+        return fragment
 
     def _sample(self, weights, num_steps: int, explore: bool) -> dict:
         if weights is not None:
