@@ -92,7 +92,8 @@ def sampling_rates(num_envs: int, rounds: int, steps: int) -> dict:
                 cpu_per_kstep[n] += [1e6 * f["sample_cpu_s"] / f["env_steps"] for f in frags]
         one, two = statistics.median(rates[1]), statistics.median(rates[2])
         return {"envs_per_runner": num_envs, "one_runner": one, "two_runners": two, "ratio": two / one,
-                "runner_cpu_ms_per_1k_steps": {n: statistics.median(v) for n, v in cpu_per_kstep.items()},
+                "runner_cpu_ms_per_1k_steps": {"one": statistics.median(cpu_per_kstep[1]),
+                                               "two": statistics.median(cpu_per_kstep[2])},
                 "rounds": rounds, "steps_per_env_per_round": steps}
     finally:
         for algo in algos.values():
@@ -123,23 +124,26 @@ def figure(runs: list[dict], path: str) -> None:
     fig.savefig(path, dpi=100)
 
 
-def table(runs: list[dict], rates: dict, meta: dict) -> str:
+def table(runs: list[dict], rates: list[dict], meta: dict) -> str:
     lines = [f"# miniray.rllib on CartPole-v1, {meta['date']}", "",
-             f"{meta['machine']}, load average {meta['load_average_1min_at_end']:.1f} at the end; target: mean return {TARGET:g} within {BUDGET:,} env steps in < 180 s.", "",
-             "| run | seed | env steps to 450 | wall s to 450 | iterations | final return |",
-             "|---|---|---|---|---|---|"]
+             f"{meta['machine']}, load average {meta['load_average_1min_at_end']:.1f} at the end.", ""]
+    if runs:
+        lines += [f"Target: mean return {TARGET:g} within {BUDGET:,} env steps, in under 180 s.", "",
+                  "| run | seed | env steps to 450 | wall s to 450 | iterations | final return |",
+                  "|---|---|---|---|---|---|"]
     for r in runs:
-        hit = r["hit"] or {}
-        lines.append(f"| {r['name']} | {r['seed']} | {hit.get('steps', 'not reached'):,} | {hit.get('seconds', '-')} "
-                     f"| {hit.get('iterations', '-')} | {r['final_return']} |" if hit else
-                     f"| {r['name']} | {r['seed']} | not reached in {r['curve'][-1][0]:,} | - | - | {r['final_return']} |")
-    lines += ["", "Sampling only (fixed weights), median of alternating rounds; target: two runners >= 1.7x one.", "",
-              "| envs per runner | one runner, env steps/s | two runners, env steps/s | two vs one "
-              "| runner CPU ms per 1k steps, one / two |", "|---|---|---|---|---|"]
+        hit = r["hit"]
+        reached = (f"{hit['steps']:,} | {hit['seconds']} | {hit['iterations']}" if hit else
+                   f"not reached in {r['curve'][-1][0]:,} | - | -")
+        lines.append(f"| {r['name']} | {r['seed']} | {reached} | {r['final_return']} |")
+    if rates:
+        lines += ["", "Sampling only (fixed weights), median of alternating rounds; target: two runners >= 1.7x "
+                  "one.", "", "| envs per runner | one runner, env steps/s | two runners, env steps/s | two vs one "
+                  "| runner CPU ms per 1k steps, one / two |", "|---|---|---|---|---|"]
     for r in rates:
         cpu = r["runner_cpu_ms_per_1k_steps"]
         lines.append(f"| {r['envs_per_runner']} | {r['one_runner']:,.0f} | {r['two_runners']:,.0f} | {r['ratio']:.2f}x "
-                     f"| {cpu[1]:.1f} / {cpu[2]:.1f} |")
+                     f"| {cpu['one']:.1f} / {cpu['two']:.1f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -147,17 +151,22 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--quick", action="store_true", help="tiny budgets: checks the script runs")
+    p.add_argument("--only", choices=("learning", "sampling"), help="one half of the benchmark")
+    p.add_argument("--tag", default="", help="appended to the result files' names (run2, ...)")
     p.add_argument("--no-write", action="store_true")
     p.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
     args = p.parse_args(argv)
     miniray.init(num_cpus=2)
     budget = 8_000 if args.quick else BUDGET
     seeds = 1 if args.quick else args.seeds
-    runs = [learn("PPO (tuned)", tuned_ppo(s), budget, TARGET) for s in range(seeds)]
-    runs.append(learn("PG", pg(0), budget, TARGET))
-    runs.append(learn("PPO (RLlib defaults)", default_ppo(0), budget, TARGET))
+    runs, rates = [], []
+    if args.only != "sampling":
+        runs = [learn("PPO (tuned)", tuned_ppo(s), budget, TARGET) for s in range(seeds)]
+        runs.append(learn("PG", pg(0), budget, TARGET))
+        runs.append(learn("PPO (RLlib defaults)", default_ppo(0), budget, TARGET))
     rounds, steps = (2, 50) if args.quick else (20, 500)
-    rates = [sampling_rates(envs, rounds, steps) for envs in (1, 8)]
+    if args.only != "learning":
+        rates = [sampling_rates(envs, rounds, steps) for envs in (1, 8)]
     for r in rates:
         print(json.dumps(r), flush=True)
     miniray.shutdown()
@@ -167,12 +176,14 @@ def main(argv=None) -> int:
     print(md)
     if not args.no_write:
         os.makedirs(args.out, exist_ok=True)
-        stem = os.path.join(args.out, f"rllib-{meta['date']}")
+        name = f"rllib-{meta['date']}" + (f"-{args.tag}" if args.tag else "")
+        stem = os.path.join(args.out, name)
         with open(stem + ".json", "w") as f:
             json.dump({"meta": meta, "runs": runs, "sampling_steps_per_s": rates}, f, indent=1)
         with open(stem + ".md", "w") as f:
-            f.write(md + f"\n![learning curves](rllib-{meta['date']}.png)\n")
-        figure(runs, stem + ".png")
+            f.write(md + (f"\n![learning curves]({name}.png)\n" if runs else ""))
+        if runs:
+            figure(runs, stem + ".png")
         print("wrote", stem + ".{md,json,png}")
     return 0
 

@@ -69,6 +69,8 @@ def test_save_restore_and_from_checkpoint_give_the_same_actions(rt, tmp_path):
         algo.stop()
     with pytest.raises(FileNotFoundError, match="algo.save"):
         Algorithm.from_checkpoint(str(tmp_path))
+    with pytest.raises(ValueError, match="holds a PPO, not a PG"):
+        PG.from_checkpoint(saved)
 
 
 class Corridor(gymnasium.Env):

@@ -309,6 +309,9 @@ class Algorithm:
         algo_cls = cls if cls.loss_fn is not None else get_algorithm_class(state["algorithm"])
         if algo_cls is None:
             raise ValueError(f"The checkpoint in {path} is of an unknown algorithm {state['algorithm']!r}")
+        if algo_cls.__name__ != state["algorithm"]:
+            raise ValueError(f"The checkpoint in {path} holds a {state['algorithm']}, not a {algo_cls.__name__}: "
+                             f"use Algorithm.from_checkpoint(path) or {state['algorithm']}.from_checkpoint(path)")
         algo = algo_cls(config=state["config"])
         algo.load_checkpoint(path)
         return algo
