@@ -258,3 +258,22 @@ def test_discrete_observations_are_one_hot_for_training_and_single_actions(rt):
             algo.compute_single_action(np.zeros(3))
     finally:
         algo.stop()
+
+
+def test_runners_that_cannot_be_placed_time_out_with_advice(rt):
+    @rt.remote(num_cpus=2)
+    class HoldsEveryCPU:                          # as two Tune trials would
+        def ready(self):
+            return True
+
+    holder = HoldsEveryCPU.remote()
+    rt.get(holder.ready.remote())
+    algo = (PPOConfig().environment("CartPole-v1")
+            .env_runners(num_env_runners=1, sample_timeout_s=1.0)
+            .training(train_batch_size=100, minibatch_size=50, num_epochs=1).build_algo())
+    try:
+        with pytest.raises(RuntimeError, match="num_cpus_per_env_runner=0"):
+            algo.train()
+    finally:
+        algo.stop()
+        rt.kill(holder)

@@ -32,7 +32,7 @@ from collections import deque
 import numpy as np
 
 import miniray
-from miniray.exceptions import ActorDiedError, RayActorError, WorkerCrashedError
+from miniray.exceptions import ActorDiedError, GetTimeoutError, RayActorError, WorkerCrashedError
 from miniray.rllib.algorithms.algorithm_config import AlgorithmConfig
 from miniray.rllib.core.learner import Learner
 from miniray.rllib.core.policy import Policy
@@ -156,8 +156,16 @@ class Algorithm:
             if failed and fragments:
                 break                    # learn from the others' samples; the failed one restarts
         if not fragments:
-            raise RuntimeError(f"No env runner answered within sample_timeout_s={cfg.sample_timeout_s}")
+            raise self._timed_out()
         return fragments, time.perf_counter() - t0
+
+    def _timed_out(self) -> RuntimeError:
+        cfg = self.config
+        return RuntimeError(
+            f"No env runner answered within sample_timeout_s={cfg.sample_timeout_s}. Each runner is an actor "
+            f"asking for num_cpus_per_env_runner={cfg.num_cpus_per_env_runner} CPU; if the cluster's CPUs are "
+            f"taken (by Tune trials, say), ask for less with .env_runners(num_cpus_per_env_runner=0), or "
+            f"start miniray with more CPUs")
 
     def _healthy_runners(self) -> list[int]:
         """Runner indices to sample from; a failed runner comes back once it answers a ping."""
@@ -181,6 +189,8 @@ class Algorithm:
         for i, ref in refs.items():
             try:
                 got.append(miniray.get(ref, timeout=self.config.sample_timeout_s))
+            except GetTimeoutError as e:
+                raise self._timed_out() from e
             except (RayActorError, WorkerCrashedError) as e:
                 failed.append(i)
                 if self.config.restart_failed_env_runners and not isinstance(e, ActorDiedError):
