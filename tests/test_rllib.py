@@ -277,3 +277,40 @@ def test_runners_that_cannot_be_placed_time_out_with_advice(rt):
     finally:
         algo.stop()
         rt.kill(holder)
+
+
+class Reach(gymnasium.Env):
+    """Continuous actions: say the number you are shown (reward -(action - target)^2), 5 per episode."""
+
+    def __init__(self, config=None):
+        self.observation_space = gymnasium.spaces.Box(-1.0, 1.0, (1,))
+        self.action_space = gymnasium.spaces.Box(-2.0, 2.0, (1,))
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return self._new_target(), {}
+
+    def _new_target(self):
+        self.target = self.np_random.uniform(-1, 1)
+        return np.array([self.target], np.float32)
+
+    def step(self, action):
+        assert self.action_space.contains(action), action          # clipped to the Box by the runner
+        reward = -float((action[0] - self.target) ** 2)
+        self.t += 1
+        return self._new_target(), reward, self.t >= 5, False, {}
+
+
+def test_ppo_learns_continuous_actions_with_a_gaussian_policy(rt):
+    algo = (PPOConfig().environment(Reach).env_runners(num_env_runners=2, num_envs_per_env_runner=4)
+            .training(lr=3e-3, train_batch_size=1000, minibatch_size=250, num_epochs=8, gamma=0.0, lambda_=0.0,
+                      vf_clip_param=1e6, model={"fcnet_hiddens": [16]}).debugging(seed=0).build_algo())
+    try:
+        results = [algo.train() for _ in range(12)]
+        action = algo.compute_single_action(np.array([0.5], np.float32), explore=False)
+    finally:
+        algo.stop()
+    first, last = (r["env_runners"]["episode_return_mean"] for r in (results[0], results[-1]))
+    assert first < -3.0 and last > 0.25 * first, (first, last)   # a std-1 start loses ~ -1.3 a step
+    assert isinstance(action, np.ndarray) and action.shape == (1,) and abs(action[0] - 0.5) < 0.25

@@ -13,6 +13,7 @@ from miniray.rllib.algorithms.algorithm_config import AlgorithmConfig  # noqa: E
 from miniray.rllib.algorithms.pg import PGConfig, pg_loss  # noqa: E402
 from miniray.rllib.algorithms.ppo import PPO, PPOConfig, ppo_loss  # noqa: E402
 from miniray.rllib.algorithms.registry import get_algorithm_class  # noqa: E402
+from miniray.rllib.core.distributions import Categorical, DiagGaussian  # noqa: E402
 from miniray.rllib.core.learner import Learner  # noqa: E402
 from miniray.rllib.core.mlp import MLP, Adam  # noqa: E402
 from miniray.rllib.core.policy import Policy, log_softmax  # noqa: E402
@@ -53,44 +54,78 @@ def test_mlp_backward_without_forward_says_what_to_do():
         MLP([2, 2]).backward(np.zeros((1, 2)))
 
 
-def _batch(rng, B=6, A=3):
-    return {"actions": rng.integers(0, A, B), "logits": rng.standard_normal((B, A)),
+def _batch(rng, dist, B=6):
+    actions = (rng.integers(0, dist.n, B) if isinstance(dist, Categorical)
+               else rng.standard_normal((B, dist.k)))
+    return {"actions": actions, "action_dist_inputs": 0.5 * rng.standard_normal((B, dist.input_dim)),
             "advantages": rng.standard_normal(B), "value_targets": rng.standard_normal(B)}
 
 
+DISTS = [Categorical(3), DiagGaussian(2)]
+
+
+@pytest.mark.parametrize("dist", DISTS, ids=repr)
+def test_distribution_gradients_match_finite_differences(dist):
+    rng = np.random.default_rng(5)
+    batch = _batch(rng, dist, B=4)
+    inputs, old = 0.5 * rng.standard_normal((4, dist.input_dim)), batch["action_dist_inputs"]
+    w = rng.standard_normal(4)                      # a weighted sum makes every row's gradient count
+    for name, fn in (("logp", lambda x: dist.logp(x, batch["actions"])), ("entropy", dist.entropy),
+                     ("kl", lambda x: dist.kl(old, x))):
+        _, analytic = fn(inputs)
+        numeric = numeric_grad(lambda: float((fn(inputs)[0] * w).sum()), inputs)
+        np.testing.assert_allclose(analytic * w[:, None], numeric, rtol=1e-5, atol=1e-8, err_msg=name)
+
+
+def test_distributions_agree_with_their_samples():
+    rng = np.random.default_rng(6)
+    cat, gauss = Categorical(3), DiagGaussian(1)
+    logits = np.log(np.array([[0.2, 0.3, 0.5]]))
+    draws = np.array([cat.sample(logits, rng)[0] for _ in range(4000)])
+    np.testing.assert_allclose(np.bincount(draws, minlength=3) / 4000, [0.2, 0.3, 0.5], atol=0.03)
+    inputs = np.array([[1.5, np.log(0.5)]])                   # mean 1.5, std 0.5
+    x = np.array([gauss.sample(inputs, rng)[0, 0] for _ in range(4000)])
+    assert abs(x.mean() - 1.5) < 0.03 and abs(x.std() - 0.5) < 0.03
+    assert gauss.kl(inputs, inputs)[0][0] == pytest.approx(0.0)
+    assert gauss.entropy(inputs)[0][0] == pytest.approx(0.5 * np.log(2 * np.pi * np.e * 0.25))
+
+
+@pytest.mark.parametrize("dist", DISTS, ids=repr)
 @pytest.mark.parametrize("loss_fn,coeffs", [
     (ppo_loss, {"clip_param": 0.2, "vf_clip_param": 10.0, "vf_loss_coeff": 0.5, "entropy_coeff": 0.1,
                 "kl_coeff": 0.3, "use_kl_loss": True}),
     (pg_loss, {"vf_loss_coeff": 0.5, "entropy_coeff": 0.1}),
-])
-def test_loss_gradients_through_the_policy_match_finite_differences(loss_fn, coeffs):
+], ids=["ppo", "pg"])
+def test_loss_gradients_through_the_policy_match_finite_differences(loss_fn, coeffs, dist):
     """The whole chain: loss(params) = loss_fn(policy(obs)); analytic d/dparams vs numeric."""
     rng = np.random.default_rng(1)
-    policy = Policy(4, 3, {"fcnet_hiddens": [8, 6]}, seed=2)
+    policy = Policy(4, model={"fcnet_hiddens": [8, 6]}, seed=2, dist=dist)
     policy.params += 0.3 * rng.standard_normal(policy.params.shape)
-    obs, batch = rng.standard_normal((6, 4)), _batch(rng)
-    batch["logits"] = policy.logits(obs) + 0.05 * rng.standard_normal((6, 3))  # ratios near 1, clip inactive
+    obs, batch = rng.standard_normal((6, 4)), _batch(rng, dist)
+    # sampled close to the current policy: ratios near 1, the clip inactive
+    batch["action_dist_inputs"] = policy.logits(obs) + 0.05 * rng.standard_normal((6, dist.input_dim))
 
     def total():
-        logits, values = policy.logits(obs), policy.values(obs)
-        return float(loss_fn(logits, values, batch, coeffs)[0]["total_loss"])
+        inputs, values = policy.logits(obs), policy.values(obs)
+        return float(loss_fn(dist, inputs, values, batch, coeffs)[0]["total_loss"])
 
-    logits, values = policy.forward(obs)
-    _, d_logits, d_values = loss_fn(logits, values, batch, coeffs)
-    analytic = policy.backward(d_logits, d_values)
+    inputs, values = policy.forward(obs)
+    _, d_inputs, d_values = loss_fn(dist, inputs, values, batch, coeffs)
+    analytic = policy.backward(d_inputs, d_values)
     numeric = numeric_grad(total, policy.params)
     np.testing.assert_allclose(analytic, numeric, rtol=1e-4, atol=1e-7)
 
 
 def test_ppo_loss_gradient_is_zero_where_the_clip_is_active():
     rng = np.random.default_rng(3)
-    batch = _batch(rng, B=8)
-    logits = batch["logits"] + 2.0 * rng.standard_normal((8, 3))     # ratios far from 1
+    dist = Categorical(3)
+    batch = _batch(rng, dist, B=8)
+    logits = batch["action_dist_inputs"] + 2.0 * rng.standard_normal((8, 3))     # ratios far from 1
     values = rng.standard_normal(8)
     coeffs = {"clip_param": 0.2, "vf_clip_param": 1e9, "vf_loss_coeff": 1.0, "entropy_coeff": 0.0,
               "kl_coeff": 0.0, "use_kl_loss": False}
-    _, d_logits, _ = ppo_loss(logits, values, batch, coeffs)
-    numeric = numeric_grad(lambda: float(ppo_loss(logits, values, batch, coeffs)[0]["total_loss"]), logits)
+    _, d_logits, _ = ppo_loss(dist, logits, values, batch, coeffs)
+    numeric = numeric_grad(lambda: float(ppo_loss(dist, logits, values, batch, coeffs)[0]["total_loss"]), logits)
     np.testing.assert_allclose(d_logits, numeric, rtol=1e-4, atol=1e-8)
     assert (np.abs(d_logits).sum(axis=1) == 0).any(), "expected some rows with an active clip"
 
@@ -101,12 +136,12 @@ def test_ppo_loss_on_a_hand_computed_batch():
     gradient.  Row 1 (A=-1): the unclipped -1.5 is the minimum, the gradient flows."""
     ln3 = math.log(3.0)
     logits = np.array([[ln3, 0.0], [ln3, 0.0]])
-    batch = {"actions": np.array([0, 0]), "logits": np.zeros((2, 2)), "advantages": np.array([1.0, -1.0]),
+    batch = {"actions": np.array([0, 0]), "action_dist_inputs": np.zeros((2, 2)), "advantages": np.array([1.0, -1.0]),
              "value_targets": np.array([0.0, 5.0])}
     values = np.array([1.0, 2.0])                   # squared errors 1 and 9; 9 is clipped to 4
     coeffs = {"clip_param": 0.2, "vf_clip_param": 4.0, "vf_loss_coeff": 0.5, "entropy_coeff": 0.01,
               "kl_coeff": 0.2, "use_kl_loss": True}
-    stats, d_logits, d_values = ppo_loss(logits, values, batch, coeffs)
+    stats, d_logits, d_values = ppo_loss(Categorical(2), logits, values, batch, coeffs)
     entropy = -(0.75 * math.log(0.75) + 0.25 * math.log(0.25))           # 0.5623
     kl = 0.5 * math.log(0.5 / 0.75) + 0.5 * math.log(0.5 / 0.25)          # 0.1438
     assert stats["policy_loss"] == pytest.approx(-(1.2 + -1.5) / 2)       # 0.15
@@ -117,7 +152,7 @@ def test_ppo_loss_on_a_hand_computed_batch():
     assert stats["clip_fraction"] == 1.0
     np.testing.assert_allclose(d_values, [0.5 * 2 * 1.0 / 2, 0.0])        # the clipped row: no gradient
     only_policy = {**coeffs, "entropy_coeff": 0.0, "use_kl_loss": False}
-    _, d_policy, _ = ppo_loss(logits, values, batch, only_policy)
+    _, d_policy, _ = ppo_loss(Categorical(2), logits, values, batch, only_policy)
     # row 1: -(A r / B) (onehot - p) = -(-1 * 1.5 / 2) ([1, 0] - [0.75, 0.25])
     np.testing.assert_allclose(d_policy, [[0.0, 0.0], [0.1875, -0.1875]])
 
@@ -176,7 +211,7 @@ class Corridor(gymnasium.Env):
 def test_env_runner_fragments_keep_final_observations_and_count_episodes():
     runner = EnvRunner(GymEnvCreator("CartPole-v1"), num_envs=3, seed=0)
     f = runner.sample(None, 200)
-    assert f["obs"].shape == (200, 3, 4) and f["logits"].shape == (200, 3, 2) and f["env_steps"] == 600
+    assert f["obs"].shape == (200, 3, 4) and f["action_dist_inputs"].shape == (200, 3, 2) and f["env_steps"] == 600
     ended = f["terminateds"] | f["truncateds"]
     cont = ~ended[:-1]
     np.testing.assert_array_equal(f["next_obs"][:-1][cont], f["obs"][1:][cont])   # no end: s_t+1
@@ -230,8 +265,16 @@ def test_config_errors_say_what_to_do():
         AlgorithmConfig().build_algo()
     with pytest.raises(ValueError, match="register_env"):
         resolve_env_creator("NoSuchEnv-v9")
-    with pytest.raises(ValueError, match="Discrete action"):
-        EnvRunner(GymEnvCreator("Pendulum-v1"))
+    with pytest.raises(ValueError, match="Box or Discrete observations"):
+        EnvRunner(GymEnvCreator("Blackjack-v1"))                        # a Tuple of observations
+
+    def two_buttons(cfg):
+        env = Corridor(cfg)
+        env.action_space = gymnasium.spaces.MultiDiscrete([2, 2])
+        return env
+
+    with pytest.raises(ValueError, match="Discrete actions and 1-D Box"):
+        EnvRunner(two_buttons)
 
 
 def test_registry_names_the_algorithms():

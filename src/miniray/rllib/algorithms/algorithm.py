@@ -43,7 +43,7 @@ STATE_FILE, METADATA_FILE = "algorithm_state.pkl", "rllib_checkpoint.json"
 
 
 class Algorithm:
-    loss_fn = None          # set by each algorithm: (logits, values, minibatch, coeffs) -> stats, grads
+    loss_fn = None      # each algorithm's: (dist, dist inputs, values, minibatch, coeffs) -> stats, grads
 
     @classmethod
     def get_default_config(cls) -> AlgorithmConfig:
@@ -81,8 +81,8 @@ class Algorithm:
         # The driver's own runner: it samples when num_env_runners=0, evaluates, and tells us the spaces.
         self._local_runner = EnvRunner(self._env_creator, cfg.env_config, 1 if cfg.num_env_runners else
                                        cfg.num_envs_per_env_runner, cfg.model, cfg.seed, 0, cfg.num_env_runners)
-        dims = (self._local_runner.obs_dim, self._local_runner.num_actions)
-        self._policy = Policy(*dims, cfg.model)       # for compute_single_action
+        dims = (self._local_runner.obs_dim, self._local_runner.dist)
+        self._policy = Policy(dims[0], model=cfg.model, dist=dims[1])       # for compute_single_action
         learner_cfg = {**cfg.to_dict(), "env": None}
         if cfg.num_learners:
             self._learner = miniray.remote(Learner).remote(*dims, learner_cfg, type(self).loss_fn, cfg.seed)
@@ -239,7 +239,7 @@ class Algorithm:
         explore = self.config.explore if explore is None else explore
         obs = flatten_obs(self._local_runner.envs[0], observation, check=True).reshape(1, -1)
         actions, _ = self._policy.compute_actions(obs, self._rng, explore)
-        return int(actions[0])
+        return self._local_runner.env_action(self._local_runner.envs[0], actions[0])
 
     def evaluate(self) -> dict:
         """``evaluation_duration`` whole episodes without exploration, in this process."""

@@ -3,9 +3,9 @@
     fragments (T, N, ...) ──► build_batch: V(obs), V(next_obs) in one pass each; GAE per env column;
                               flatten to B = sum(T * N) rows; standardise the advantages
                           ──► update: num_epochs x shuffled minibatches:
-                                 logits, values = policy.forward(obs[mb])
-                                 loss, stats, d_logits, d_values = loss_fn(logits, values, mb, coeffs)
-                                 grad = policy.backward(d_logits, d_values); clip; adam.step
+                                 inputs, values = policy.forward(obs[mb])    (inputs: the logits)
+                                 stats, d_inputs, d_values = loss_fn(dist, inputs, values, mb, coeffs)
+                                 grad = policy.backward(d_inputs, d_values); clip; adam.step
                           ──► stats averaged over minibatches (RLlib's learners/default_policy/...)
 
 The algorithm supplies ``loss_fn`` (PPO's clipped surrogate, PG's plain policy gradient) and its
@@ -19,15 +19,18 @@ from __future__ import annotations
 import numpy as np
 
 from miniray.rllib.core.blas import one_blas_thread
+from miniray.rllib.core.distributions import Categorical
 from miniray.rllib.core.mlp import Adam
 from miniray.rllib.core.policy import Policy
 from miniray.rllib.evaluation.postprocessing import compute_gae
 
 
 class Learner:
-    def __init__(self, obs_dim: int, num_actions: int, config: dict, loss_fn, seed=None):
+    def __init__(self, obs_dim: int, dist, config: dict, loss_fn, seed=None):
+        """``dist``: the action distribution (``core/distributions.py``), or a number of discrete actions."""
         self.config, self.loss_fn = dict(config), loss_fn
-        self.policy = Policy(obs_dim, num_actions, config.get("model"), seed=seed)
+        dist = Categorical(dist) if isinstance(dist, int) else dist
+        self.policy = Policy(obs_dim, model=config.get("model"), seed=seed, dist=dist)
         self.optimizer = Adam(len(self.policy.params), lr=float(config["lr"]))
         self.rng = np.random.default_rng(None if seed is None else [seed, 99])
         self.coeffs = {k: config[k] for k in ("clip_param", "vf_clip_param", "vf_loss_coeff",
@@ -44,8 +47,10 @@ class Learner:
             next_values = np.where(f["terminateds"], 0.0, next_values)
             dones = f["terminateds"] | f["truncateds"]
             adv = compute_gae(f["rewards"], values, next_values, dones, gamma, lambda_)
-            parts.append({"obs": f["obs"].reshape(-1, d), "actions": f["actions"].reshape(-1),
-                          "logits": f["logits"].reshape(T * N, -1), "advantages": adv.reshape(-1),
+            parts.append({"obs": f["obs"].reshape(-1, d),
+                          "actions": f["actions"].reshape(T * N, *f["actions"].shape[2:]),
+                          "action_dist_inputs": f["action_dist_inputs"].reshape(T * N, -1),
+                          "advantages": adv.reshape(-1),
                           "value_targets": (adv + values).reshape(-1), "vf_preds": values.reshape(-1)})
         batch = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
         adv = batch["advantages"]
@@ -71,9 +76,10 @@ class Learner:
             for start in range(0, size, mb):
                 idx = order[start:start + mb]
                 minibatch = {k: v[idx] for k, v in batch.items()}
-                logits, values = self.policy.forward(minibatch["obs"])
-                stats, d_logits, d_values = self.loss_fn(logits, values, minibatch, self.coeffs)
-                grad = self.policy.backward(d_logits, d_values)
+                inputs, values = self.policy.forward(minibatch["obs"])
+                stats, d_inputs, d_values = self.loss_fn(self.policy.dist, inputs, values, minibatch,
+                                                         self.coeffs)
+                grad = self.policy.backward(d_inputs, d_values)
                 norm = float(np.sqrt(grad @ grad))
                 if clip and norm > clip:
                     grad *= clip / norm

@@ -4,8 +4,8 @@
     ──────────────────                               ─────────────────────────────────
     weights_ref = ray.put(weights)   once per iteration
     runner.sample.remote(weights_ref, T) ──────────► set_weights; T steps of N envs:
-                                                       logits = pi(obs)  (one matmul for all N)
-                                                       actions ~ softmax(logits)
+                                                       inputs = pi(obs)  (one matmul for all N)
+                                                       actions ~ dist(inputs)
                                                        each env steps; an ended episode resets
     fragment ◄──────────────────────────────────────── arrays shaped (T, N, ...) + finished episodes
 
@@ -15,7 +15,8 @@ runner keeps no learner state, so a restarted runner (actor ``max_restarts``) is
 the next ``sample`` hands it the weights.
 
 A fragment holds ``obs``, ``next_obs`` (the observation after the step: the *final* one where an
-episode ended, before its reset), ``actions``, ``logits`` (the sampling distribution), ``rewards``,
+episode ended, before its reset), ``actions``, ``action_dist_inputs`` (the sampling distribution:
+logits, or Gaussian means and log-stds), ``rewards``,
 ``terminateds``, ``truncateds``, ``episodes`` (return, length) finished during the call, and the
 call's wall and CPU seconds (``sample_s``, ``sample_cpu_s``; on a busy machine they differ).  The
 learner computes values and advantages from these in one batch.  The N envs are stepped in a plain
@@ -30,22 +31,21 @@ import time
 import numpy as np
 
 from miniray.rllib.core.blas import one_blas_thread
+from miniray.rllib.core.distributions import distribution_for
 from miniray.rllib.core.policy import Policy
 from miniray.rllib.env.env_context import make_env
 
 
-def space_dims(env) -> tuple[int, int]:
-    """(flat observation size, number of actions); a clear error for spaces we do not handle."""
+def space_dims(env) -> tuple[int, object]:
+    """(flat observation size, the action distribution); a clear error for spaces we do not handle."""
     import gymnasium
 
-    obs_space, act_space = env.observation_space, env.action_space
-    if not isinstance(act_space, gymnasium.spaces.Discrete):
-        raise ValueError(f"miniray.rllib handles Discrete action spaces only; this env's is {act_space}. "
-                         f"Try CartPole-v1, Acrobot-v1 or MountainCar-v0, or discretise the actions.")
+    obs_space = env.observation_space
+    dist = distribution_for(env.action_space)
     if isinstance(obs_space, gymnasium.spaces.Box):
-        return int(np.prod(obs_space.shape)), int(act_space.n)
+        return int(np.prod(obs_space.shape)), dist
     if isinstance(obs_space, gymnasium.spaces.Discrete):
-        return int(obs_space.n), int(act_space.n)
+        return int(obs_space.n), dist
     raise ValueError(f"miniray.rllib handles Box or Discrete observations; this env's is {obs_space}")
 
 
@@ -74,8 +74,8 @@ class EnvRunner:
     def __init__(self, env_creator, env_config=None, num_envs: int = 1, model=None, seed=None,
                  worker_index: int = 0, num_workers: int = 0):
         self.envs = [make_env(env_creator, env_config, worker_index, i, num_workers) for i in range(num_envs)]
-        self.obs_dim, self.num_actions = space_dims(self.envs[0])
-        self.policy = Policy(self.obs_dim, self.num_actions, model)
+        self.obs_dim, self.dist = space_dims(self.envs[0])
+        self.policy = Policy(self.obs_dim, model=model, dist=self.dist)
         seeds = np.random.SeedSequence(None if seed is None else [seed, worker_index])
         self.rng = np.random.default_rng(seeds)
         env_seeds = seeds.generate_state(num_envs)
@@ -98,17 +98,17 @@ class EnvRunner:
     def _sample(self, weights, num_steps: int, explore: bool) -> dict:
         if weights is not None:
             self.policy.set_weights(weights)
-        T, N, d = int(num_steps), len(self.envs), self.obs_dim
+        T, N, d, dist = int(num_steps), len(self.envs), self.obs_dim, self.dist
         obs, next_obs = np.zeros((T, N, d)), np.zeros((T, N, d))
-        actions = np.zeros((T, N), dtype=np.int64)
-        logits = np.zeros((T, N, self.num_actions))
+        actions = np.zeros((T, N, *dist.action_shape), dtype=dist.action_dtype)
+        inputs = np.zeros((T, N, dist.input_dim))
         rewards, terminateds, truncateds = np.zeros((T, N)), np.zeros((T, N), bool), np.zeros((T, N), bool)
         episodes = []
         for t in range(T):
             obs[t] = self.obs
-            actions[t], logits[t] = self.policy.compute_actions(self.obs, self.rng, explore)
+            actions[t], inputs[t] = self.policy.compute_actions(self.obs, self.rng, explore)
             for i, env in enumerate(self.envs):
-                o, r, term, trunc, _ = env.step(int(actions[t, i]))
+                o, r, term, trunc, _ = env.step(self.env_action(env, actions[t, i]))
                 o = next_obs[t, i] = flatten_obs(env, o)
                 rewards[t, i], terminateds[t, i], truncateds[t, i] = r, term, trunc
                 self.ep_return[i] += r
@@ -118,7 +118,7 @@ class EnvRunner:
                     self.ep_return[i], self.ep_len[i] = 0.0, 0
                     o = self._reset(env)
                 self.obs[i] = o
-        return {"obs": obs, "next_obs": next_obs, "actions": actions, "logits": logits,
+        return {"obs": obs, "next_obs": next_obs, "actions": actions, "action_dist_inputs": inputs,
                 "rewards": rewards, "terminateds": terminateds, "truncateds": truncateds,
                 "episodes": episodes, "env_steps": T * N}
 
@@ -131,11 +131,19 @@ class EnvRunner:
             o, done, ret, n = self._reset(env), False, 0.0, 0
             while not done:
                 a, _ = self.policy.compute_actions(o[None], self.rng, explore)
-                o, r, term, trunc, _ = env.step(int(a[0]))
+                o, r, term, trunc, _ = env.step(self.env_action(env, a[0]))
                 o, ret, n, done = flatten_obs(env, o), ret + r, n + 1, term or trunc
             out.append((ret, n))
         self.obs[0], self.ep_return[0], self.ep_len[0] = self._reset(env), 0.0, 0
         return out
+
+    def env_action(self, env, action):
+        """What ``env.step`` takes: an int, or the Gaussian's draw clipped to the Box's bounds (the
+        fragment keeps the unclipped draw, whose probability the learner needs)."""
+        if self.dist.action_shape == ():
+            return int(action)
+        space = env.action_space
+        return np.clip(action, space.low, space.high).astype(space.dtype)
 
     def pid(self) -> int:
         return os.getpid()

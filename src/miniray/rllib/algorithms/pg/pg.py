@@ -3,7 +3,7 @@
     advantage  A_t = G_t - V(s_t)       (G_t: the discounted return; lambda_=1 GAE gives exactly this,
                                          bootstrapped with V where a fragment or a time limit cuts in)
     loss       L = -mean(log pi(a_t|s_t) A_t) + vf_loss_coeff mean((V(s_t) - G_t)^2) - entropy_coeff mean H
-    gradient   dL/dz = -A (onehot(a) - softmax(z)) / B,   dL/dV = 2 vf_loss_coeff (V - G) / B
+    gradient   dL/dz = -A (d logp/dz) / B,   dL/dV = 2 vf_loss_coeff (V - G) / B
 
 One gradient step per batch (the samples are on-policy only until the first update), so it needs
 many more env steps than PPO, which reuses each batch for several epochs and keeps its steps small
@@ -15,23 +15,21 @@ import numpy as np
 
 from miniray.rllib.algorithms.algorithm import Algorithm
 from miniray.rllib.algorithms.algorithm_config import AlgorithmConfig
-from miniray.rllib.core.policy import entropy_and_grad, log_softmax, one_hot
 
 
-def pg_loss(logits, values, batch, coeffs):
-    B, A = logits.shape
-    actions, adv = batch["actions"], batch["advantages"]
-    logp_all = log_softmax(logits)
-    logp = logp_all[np.arange(B), actions]
-    entropy, d_entropy = entropy_and_grad(logp_all)
+def pg_loss(dist, inputs, values, batch, coeffs):
+    B = len(values)
+    adv = batch["advantages"]
+    logp, d_logp_d_inputs = dist.logp(inputs, batch["actions"])
+    entropy, d_entropy = dist.entropy(inputs)
     err = values - batch["value_targets"]
     policy_loss, vf_loss = -(logp * adv).mean(), (err * err).mean()
     vf_c, ent_c = coeffs["vf_loss_coeff"], coeffs["entropy_coeff"]
     total = policy_loss + vf_c * vf_loss - ent_c * entropy.mean()
-    d_logits = -(adv / B)[:, None] * (one_hot(actions, A) - np.exp(logp_all)) - ent_c * d_entropy / B
+    d_inputs = -(adv / B)[:, None] * d_logp_d_inputs - ent_c * d_entropy / B
     d_values = vf_c * 2.0 * err / B
     return ({"total_loss": total, "policy_loss": policy_loss, "vf_loss": vf_loss,
-             "entropy": entropy.mean()}, d_logits, d_values)
+             "entropy": entropy.mean()}, d_inputs, d_values)
 
 
 class PGConfig(AlgorithmConfig):

@@ -1,16 +1,17 @@
 """PPO: the clipped surrogate objective, a value function, and an adaptive KL penalty.
 
-For each minibatch row (obs s, action a, advantage A, value target R, sampling logits z_old):
+For each minibatch row (obs s, action a, advantage A, value target R, sampling distribution pi_old):
 
     ratio      r = pi(a|s) / pi_old(a|s) = exp(logp - logp_old)
     surrogate  S = min(A r, A clip(r, 1 - clip_param, 1 + clip_param))
     vf loss    L_vf = min((V(s) - R)^2, vf_clip_param)        (RLlib clips the squared error)
     total      L = -mean S + vf_loss_coeff mean L_vf - entropy_coeff mean H + kl_coeff mean KL(old||new)
 
-and its gradients, written by hand (checked numerically in tests/test_rllib_core.py):
+and its gradients, written by hand (checked numerically in tests/test_rllib_core.py), z being the
+action distribution's inputs (``core/distributions.py`` gives d logp/dz, dH/dz and dKL/dz):
 
-    dS/dz    = A r [A r <= A clip(r)] (onehot(a) - softmax(z))     (zero where the clip is active)
-    dH/dz    = -p (log p + H),  dKL/dz = p - p_old,  dL_vf/dV = 2 (V - R) [(V - R)^2 < vf_clip_param]
+    dS/dz    = A r [A r <= A clip(r)] d logp/dz          (zero where the clip is active)
+    dL_vf/dV = 2 (V - R) [(V - R)^2 < vf_clip_param]
 """
 from __future__ import annotations
 
@@ -18,21 +19,21 @@ import numpy as np
 
 from miniray.rllib.algorithms.algorithm import Algorithm
 from miniray.rllib.algorithms.algorithm_config import _NOT, AlgorithmConfig
-from miniray.rllib.core.policy import entropy_and_grad, log_softmax, one_hot
 
 
-def ppo_loss(logits, values, batch, coeffs):
-    """(stats, d total / d logits, d total / d values) for one minibatch."""
-    B, A = logits.shape
-    rows, actions = np.arange(B), batch["actions"]
-    logp_all, old_logp_all = log_softmax(logits), log_softmax(batch["logits"])
-    p, old_p = np.exp(logp_all), np.exp(old_logp_all)
-    ratio = np.exp(logp_all[rows, actions] - old_logp_all[rows, actions])
+def ppo_loss(dist, inputs, values, batch, coeffs):
+    """(stats, d total / d inputs, d total / d values) for one minibatch; ``inputs`` are the new
+    action distribution inputs (logits), ``batch["action_dist_inputs"]`` the sampling ones."""
+    B = len(values)
+    actions, old_inputs = batch["actions"], batch["action_dist_inputs"]
+    logp, d_logp_d_inputs = dist.logp(inputs, actions)
+    old_logp, _ = dist.logp(old_inputs, actions)
+    ratio = np.exp(logp - old_logp)
     adv, clip = batch["advantages"], coeffs["clip_param"]
     unclipped, clipped = adv * ratio, adv * np.clip(ratio, 1.0 - clip, 1.0 + clip)
     policy_loss = -np.minimum(unclipped, clipped).mean()
-    entropy, d_entropy = entropy_and_grad(logp_all)
-    kl = (old_p * (old_logp_all - logp_all)).sum(axis=-1)
+    entropy, d_entropy = dist.entropy(inputs)
+    kl, d_kl = dist.kl(old_inputs, inputs)
     err = values - batch["value_targets"]
     sq, vf_clip = err * err, coeffs["vf_clip_param"]
     vf_loss = np.minimum(sq, vf_clip).mean()
@@ -41,12 +42,12 @@ def ppo_loss(logits, values, batch, coeffs):
     total = policy_loss + vf_c * vf_loss - ent_c * entropy.mean() + kl_c * kl.mean()
 
     d_logp = -adv * ratio * (unclipped <= clipped) / B
-    d_logits = d_logp[:, None] * (one_hot(actions, A) - p) - ent_c * d_entropy / B + kl_c * (p - old_p) / B
+    d_inputs = d_logp[:, None] * d_logp_d_inputs - ent_c * d_entropy / B + kl_c * d_kl / B
     d_values = vf_c * 2.0 * err * (sq < vf_clip) / B
     stats = {"total_loss": total, "policy_loss": policy_loss, "vf_loss": vf_loss,
              "vf_loss_unclipped": sq.mean(), "entropy": entropy.mean(), "mean_kl_loss": kl.mean(),
              "clip_fraction": float(np.mean(np.abs(ratio - 1.0) > clip))}
-    return stats, d_logits, d_values
+    return stats, d_inputs, d_values
 
 
 class PPOConfig(AlgorithmConfig):
