@@ -34,6 +34,15 @@ def _make(target, options):
     return RemoteFunction(target, options)
 
 
+def __getattr__(name: str):
+    """``miniray.rllib`` loads on first use: ``import miniray`` stays light (no gymnasium)."""
+    if name == "rllib":
+        import importlib
+
+        return importlib.import_module(f"miniray.{name}")
+    raise AttributeError(f"module 'miniray' has no attribute {name!r}")
+
+
 def load_ipython_extension(ipython):
     """``%load_ext miniray`` loads the notebook magics (same as ``%load_ext miniray_magics``)."""
     import miniray_magics
