@@ -16,7 +16,8 @@ from miniray.rllib.algorithms.registry import get_algorithm_class  # noqa: E402
 from miniray.rllib.core.distributions import Categorical, DiagGaussian  # noqa: E402
 from miniray.rllib.core.learner import Learner  # noqa: E402
 from miniray.rllib.core.mlp import MLP, Adam  # noqa: E402
-from miniray.rllib.core.policy import Policy, log_softmax  # noqa: E402
+from miniray.rllib.core.distributions import log_softmax  # noqa: E402
+from miniray.rllib.core.policy import Policy  # noqa: E402
 from miniray.rllib.env.env_context import GymEnvCreator, resolve_env_creator  # noqa: E402
 from miniray.rllib.env.env_runner import EnvRunner  # noqa: E402
 from miniray.rllib.evaluation.postprocessing import compute_gae, discount_cumsum  # noqa: E402

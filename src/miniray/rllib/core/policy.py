@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from miniray.rllib.core.distributions import Categorical, log_softmax  # noqa: F401  (re-exported)
+from miniray.rllib.core.distributions import Categorical
 from miniray.rllib.core.mlp import MLP, num_params
 
 DEFAULT_MODEL = {"fcnet_hiddens": [64, 64], "fcnet_activation": "tanh", "vf_share_layers": False}

@@ -11,8 +11,6 @@ with the clip.
 """
 from __future__ import annotations
 
-import numpy as np
-
 from miniray.rllib.algorithms.algorithm import Algorithm
 from miniray.rllib.algorithms.algorithm_config import AlgorithmConfig
 
