@@ -198,6 +198,16 @@ def test_workflows_outputs(executed):
     assert images(nb) >= 2                              # the bound DAG, and the resumed workflow
 
 
+def test_rllib_outputs(executed):
+    nb, out = lesson(executed, "10_rllib")
+    curve = [float(line.split()[2]) for line in out.splitlines()
+             if line[:1].isdigit() and line.split()[1:2] == ["return"]]
+    assert len(curve) >= 3 and curve[-1] > 3 * curve[0], curve      # CartPole's return rose
+    assert " steps this time; " in out and "healthy runner(s)" in out   # train() survived the kill
+    assert "'action_dist_inputs': (10, 4, 2)" in out and "[2000, 2000] env steps" in out
+    assert images(nb) >= 3                                             # two timelines and the curve
+
+
 def test_slides_build_every_deck(tmp_path, monkeypatch, capsys):
     from miniray.slides import build
 

@@ -217,7 +217,7 @@ class ActorHandle:
         return (ActorHandle, (self._state, self._ref))   # the ref travels: counted as captured
 
     def __repr__(self):
-        return f"Actor({self._state['class_name']}, {self._actor_id[:16]})"
+        return f"Actor({self._state['class_name']}, {self._actor_id})"   # ids of a session share a head
 
     def __eq__(self, other):
         return isinstance(other, ActorHandle) and other._actor_id == self._actor_id

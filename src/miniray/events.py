@@ -160,7 +160,7 @@ def timeline(filename: str | None = None) -> list[dict[str, Any]] | None:
             continue
         s = started[e["task_id"]]
         sub = submitted.get(e["task_id"], {})
-        row = f"actor {s['actor_id'][:8]}" if s.get("actor_id") else s["worker_id"]
+        row = f"actor {s['actor_id']}" if s.get("actor_id") else s["worker_id"]   # ids share a head
         tid = rows.setdefault(row, len(rows) + 1)
         trace.append({
             "name": sub.get("name", "task"), "cat": sub.get("type", "task"), "ph": "X",

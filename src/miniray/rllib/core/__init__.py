@@ -1,0 +1,1 @@
+"""The numpy pieces: ``mlp`` (MLP with backprop, Adam), ``policy`` (policy + value), ``learner``."""
