@@ -78,7 +78,8 @@ def executed():
 
 def test_all_lessons_present():
     assert [p.stem for p in LESSONS] == ["01_tasks", "02_actors", "03_object_store", "04_ray_vs_dask",
-                                         "05_multinode_slurm", "06_ecosystem"]
+                                         "05_multinode_slurm", "06_ecosystem", "07_data", "08_tune",
+                                         "09_workflows", "10_rllib"]
 
 
 @pytest.mark.parametrize("path", LESSONS, ids=[p.stem for p in LESSONS])
