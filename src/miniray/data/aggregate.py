@@ -99,6 +99,9 @@ def check_on(block: pa.Table, aggs) -> None:
 # -- partial / merge / finalize on tables --------------------------------------------------------
 def partial(block: pa.Table, keys: list, aggs: list) -> pa.Table:
     """One row per group of ``block``: the keys and every aggregation's state columns."""
+    missing = [k for k in keys if k not in block.column_names]
+    if missing:
+        raise KeyError(f"groupby: no column {missing[0]!r}; the dataset has columns {block.column_names}.")
     check_on(block, aggs)
     if any(isinstance(a, AggregateFn) for a in aggs):
         return _py_partial(block, keys, aggs)

@@ -18,10 +18,12 @@ import pyarrow as pa
 from miniray.data import block as B
 
 
-def _annotate(err: BaseException, op: str, idx: int, row=None) -> BaseException:
+def _annotate(err: BaseException, op: str, idx: int, row=None, rows=None) -> BaseException:
     where = f"miniray.data: operator {op} failed on block {idx}"
     if row is not None:
         where += f", row {_short(row)}"
+    if rows is not None:
+        where += f", batch of rows {rows[0]}..{rows[1]} of the block"
     try:
         err.add_note(where)
     except Exception:  # exceptions that refuse attributes keep their message alone
@@ -141,9 +143,9 @@ class MapBatches(_UserFn):
             except (TypeError, ValueError) as e:
                 if "it must return" in str(e) or "different lengths" in str(e):
                     raise
-                raise _annotate(e, self.name, idx, f"batch of rows {start}..{start + piece.num_rows}")
+                raise _annotate(e, self.name, idx, rows=(start, start + piece.num_rows))
             except Exception as e:
-                raise _annotate(e, self.name, idx, f"batch of rows {start}..{start + piece.num_rows}")
+                raise _annotate(e, self.name, idx, rows=(start, start + piece.num_rows))
         return B.concat(outs)
 
 
