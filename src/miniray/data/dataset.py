@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import uuid
+from dataclasses import replace
 
 import pyarrow as pa
 
@@ -17,7 +18,7 @@ from miniray.data import block as B
 from miniray.data import shuffle as S
 from miniray.data import transforms as T
 from miniray.data.executor import execute
-from miniray.data.plan import AllToAllOp, LimitOp, MapOp, Plan, RefsSource, UnionSource
+from miniray.data.plan import AllToAllOp, FileSource, LimitOp, MapOp, Plan, RefsSource, UnionSource
 
 
 def _fn_name(fn) -> str:
@@ -143,14 +144,15 @@ class Dataset:
         if not isinstance(num_blocks, int) or num_blocks < 1:
             raise ValueError(f"repartition({num_blocks!r}): give a number of blocks >= 1.")
         return self._with(AllToAllOp(f"Repartition[{num_blocks}]", S.repartition(num_blocks, shuffle),
-                                     keeps_rows=True))
+                                     keeps_rows=True, reorders_only=True))
 
     def random_shuffle(self, *, seed=None, num_blocks=None, **_) -> "Dataset":
-        return self._with(AllToAllOp("RandomShuffle", S.random_shuffle(seed, num_blocks), keeps_rows=True))
+        return self._with(AllToAllOp("RandomShuffle", S.random_shuffle(seed, num_blocks),
+                                     keeps_rows=True, reorders_only=True))
 
     def randomize_block_order(self, *, seed=None) -> "Dataset":
         return self._with(AllToAllOp("RandomizeBlockOrder", S.randomize_block_order(seed),
-                                     keeps_rows=True))
+                                     keeps_rows=True, reorders_only=True))
 
     def sort(self, key, descending=False) -> "Dataset":
         keys = [key] if isinstance(key, str) else list(key or [])
@@ -159,7 +161,8 @@ class Dataset:
         desc = list(descending) if isinstance(descending, (list, tuple)) else [descending] * len(keys)
         if len(desc) != len(keys):
             raise ValueError(f"sort: {len(keys)} keys but {len(desc)} descending flags.")
-        return self._with(AllToAllOp(f"Sort({', '.join(keys)})", S.sort(keys, desc), keeps_rows=True))
+        return self._with(AllToAllOp(f"Sort({', '.join(keys)})", S.sort(keys, desc), keeps_rows=True,
+                                     reorders_only=True))
 
     def groupby(self, key) -> "GroupedData":
         from miniray.data.grouped import GroupedData
@@ -277,10 +280,22 @@ class Dataset:
             print(row)
 
     def count(self) -> int:
+        """Rows; shuffles and sorts at the end are skipped (they keep the rows), a plain file read
+        parses no values, and only each block's count comes back."""
         known = self._plan.num_rows()
         if known is not None:
             return known
-        return sum(b.meta.num_rows for b in execute(self._plan, self))
+        ops = list(self._plan.ops)
+        while ops and getattr(ops[-1], "reorders_only", False):
+            ops.pop()
+        source = self._plan.source
+        if not ops and isinstance(source, FileSource):
+            source = source.counting()
+        plan = replace(self._plan, source=source, ops=tuple(ops) + (MapOp("Count", T.CountRows()),))
+        total = 0
+        for blk in self._iter_blocks(plan):
+            total += sum(blk.column("n").to_pylist()) if blk.num_rows else 0
+        return total
 
     def schema(self, fetch_if_missing: bool = True):
         for b in execute(self._plan, self):

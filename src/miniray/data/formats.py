@@ -62,7 +62,28 @@ def resolve_paths(paths, op: str, extensions=None) -> tuple[list, list]:
     return files, [os.path.getsize(f) for f in files]
 
 
+def _count_one(path: str, fmt: str, o: dict):
+    """Rows of a file without converting its values (None: read it normally)."""
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+        return pq.ParquetFile(path).metadata.num_rows
+    if fmt == "csv" and not any(o.get(k) for k in ("read_options", "parse_options", "convert_options")):
+        import csv as pycsv
+        import pyarrow.csv as pcsv
+        with open(path, newline="") as f:
+            header = next(pycsv.reader([f.readline()]), None)
+        if not header:
+            return 0
+        conv = pcsv.ConvertOptions(include_columns=[header[0]], column_types={header[0]: pa.string()})
+        return pcsv.read_csv(path, convert_options=conv).num_rows
+    return None
+
+
 def _read_one(path: str, fmt: str, o: dict) -> pa.Table:
+    if o.get("count_only"):
+        n = _count_one(path, fmt, o)
+        if n is not None:
+            return pa.table({"__rows": pa.nulls(n)})
     if fmt == "csv":
         import pyarrow.csv as pcsv
         return pcsv.read_csv(path, read_options=o.get("read_options"),

@@ -118,6 +118,13 @@ class FileSource(Source):
         self.reader, self.options, self.override = reader, options, override
         self.name = f"Read{fmt}"
 
+    def counting(self) -> "FileSource":
+        """The same files read for their row count only (no columns parsed or converted)."""
+        src = FileSource(self.files, self.sizes, self.fmt, self.reader,
+                         {**self.options, "count_only": True}, self.override)
+        src.name = self.name
+        return src
+
     def inputs(self, ncpus, ctx):
         n = len(self.files)
         if self.override is not None:
@@ -166,6 +173,7 @@ class AllToAllOp:
     name: str
     fn: Callable                      # fn(bundles, ctx, opstats) -> list[RefBundle]
     keeps_rows: bool = False
+    reorders_only: bool = False       # same rows, other order/blocks (count() may skip it)
 
 
 @dataclass(frozen=True)

@@ -229,3 +229,11 @@ class WriteBlock(Transform):
         from miniray.data import formats
         formats.write(block, file, self.fmt, self.options)
         return pa.table({"path": [file], "num_rows": [block.num_rows]})
+
+
+class CountRows(Transform):
+    """The block's row count as a one-row block (count() sends no data back)."""
+    name = "Count"
+
+    def __call__(self, block, idx):
+        return pa.table({"n": pa.array([block.num_rows], pa.int64())})
