@@ -100,7 +100,8 @@ def child(system, csv, rows, repeats, only):
         t = time.perf_counter()
         ray.init(num_cpus=2, **kw)
         ray.data.DataContext.get_current().enable_progress_bars = False
-        ray.data.range(10).map_batches(lambda b: b).filter(lambda r: True).take_all()   # warm-up
+        # warm-up: every worker imports pyarrow once
+        ray.data.range(10, override_num_blocks=2).map_batches(lambda b: b).filter(lambda r: True).take_all()
         print(json.dumps({"init_and_warmup_s": time.perf_counter() - t}), flush=True)
         work = _dataset_workloads(ray, csv, rows)
     for name in WORKLOADS:

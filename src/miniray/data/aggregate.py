@@ -117,8 +117,8 @@ def partial(block: pa.Table, keys: list, aggs: list) -> pa.Table:
                 col = pc.multiply(pc.cast(col, pa.float64()), pc.cast(col, pa.float64()))
             cols[name] = col
             specs.append((name, fn, name))
-    if not block.num_columns:
-        cols["__n"] = pa.array(np.zeros(block.num_rows, np.int8))
+    if not keys:   # one group: Arrow's scalar kernels, without a hash-aggregation plan
+        return pa.table({n: [_scalar(cols[c] if c else None, f, block.num_rows)] for c, f, n in specs})
     t = pa.table(cols)
     out = t.group_by(keys, use_threads=True).aggregate([(c, f) for c, f, _ in specs])
     names = [k for k in keys] + [n for _, _, n in specs]
@@ -136,9 +136,11 @@ def merge_finalize(partials: list, keys: list, aggs: list) -> pa.Table:
     for j, a in enumerate(aggs):
         for k, (_, _, merge) in enumerate(a.parts):
             specs.append((f"__p{j}_{k}", merge))
-    if t.num_rows == 0 and not keys:
-        t = pa.table({c: pa.array([], pa.float64()) for c, _ in specs})
-    m = t.group_by(keys, use_threads=True).aggregate(specs)
+    if not keys:
+        m = pa.table({f"{c}_{f}": [_scalar(t.column(c) if c in t.column_names else pa.array([], pa.float64()),
+                                           f, t.num_rows)] for c, f in specs})
+    else:
+        m = t.group_by(keys, use_threads=True).aggregate(specs)
     out = {k: m.column(k) for k in keys}
     for j, a in enumerate(aggs):
         cols = [m.column(f"__p{j}_{k}_{merge}") for k, (_, _, merge) in enumerate(a.parts)]
@@ -147,6 +149,15 @@ def merge_finalize(partials: list, keys: list, aggs: list) -> pa.Table:
     if keys:
         res = res.sort_by([(k, "ascending") for k in keys])
     return res
+
+
+def _scalar(col, fn: str, num_rows: int):
+    """One aggregate of a whole column, as a scalar (``count_all`` needs no column)."""
+    if fn == "count_all":
+        return num_rows
+    if fn == "count":
+        return pc.count(col).as_py()
+    return pc.call_function(fn, [col]).as_py()
 
 
 def _group_rows(block, keys):

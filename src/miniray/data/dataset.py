@@ -325,13 +325,14 @@ class Dataset:
         return row
 
     def aggregate(self, *aggs, _as_dict=False):
+        """Whole-dataset aggregations: partial states in the upstream tasks, merged here."""
         if not aggs:
             raise ValueError("aggregate() needs at least one aggregation, e.g. Sum('x').")
-        ds = self._with(AllToAllOp("Aggregate", S.aggregate([], list(aggs))))
-        blocks = list(ds._iter_blocks())
+        ds = self._map("PartialAggregate", T.PartialAggregate([], list(aggs)))
+        partials = list(ds._iter_blocks())
         self._last_stats = ds._last_stats
-        row = B.to_rows(blocks[0])[0] if blocks and blocks[0].num_rows else {a.name: None for a in aggs}
-        return row
+        result = A.merge_finalize(partials, [], list(aggs))
+        return B.to_rows(result)[0] if result.num_rows else {a.name: None for a in aggs}
 
     def sum(self, on=None, ignore_nulls=True):
         return self._global(A.Sum, on, ignore_nulls=ignore_nulls)

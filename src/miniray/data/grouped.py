@@ -8,6 +8,7 @@ from __future__ import annotations
 from miniray.data import aggregate as A
 from miniray.data import block as B
 from miniray.data import shuffle as S
+from miniray.data import transforms as T
 from miniray.data.plan import AllToAllOp
 
 
@@ -28,7 +29,8 @@ class GroupedData:
             if not isinstance(a, (A.AggregateFn, A._Builtin)):
                 raise TypeError(f"aggregate() takes Count(), Sum(col), ... or AggregateFn, got {a!r}.")
         name = f"Aggregate({', '.join(a.name for a in aggs)})"
-        return self._ds._with(AllToAllOp(name, S.aggregate(self._keys, list(aggs))))
+        ds = self._ds._map("PartialAggregate", T.PartialAggregate(self._keys, list(aggs)))
+        return ds._with(AllToAllOp(name, S.merge_partials(self._keys, list(aggs))))
 
     def _each(self, cls, on, **kw):
         on_list = [on] if isinstance(on, str) else list(on or [])

@@ -94,10 +94,6 @@ def _groups_reduce(keys, fn, fmt, *pieces):
     return _out(B.concat(outs))
 
 
-def _partial_task(block, keys, aggs):
-    return A.partial(block, keys, aggs)
-
-
 def _final_task(keys, aggs, *partials):
     return _out(A.merge_finalize(list(partials), keys, aggs))
 
@@ -234,11 +230,11 @@ def map_groups(keys: list, fn, fmt: str):
     return run
 
 
-def aggregate(keys: list, aggs: list):
+def merge_partials(keys: list, aggs: list):
+    """The reduce of a group-by whose map side (``transforms.PartialAggregate``) ran fused into the
+    upstream tasks: one task merges every block's states."""
     def run(inputs, ctx, st):
-        partials = run_tasks(_partial_task, [(b.ref, keys, aggs) for b in inputs], num_returns=1)
-        st.tasks += len(partials)
-        return bundles(run_tasks(_final_task, [(keys, aggs, *partials)]))
+        return bundles(run_tasks(_final_task, [(keys, aggs, *[b.ref for b in inputs])]))
     return run
 
 

@@ -237,3 +237,15 @@ class CountRows(Transform):
 
     def __call__(self, block, idx):
         return pa.table({"n": pa.array([block.num_rows], pa.int64())})
+
+
+class PartialAggregate(Transform):
+    """Map-side combine of a group-by: the block's partial states, one row per group."""
+    name = "PartialAggregate"
+
+    def __init__(self, keys, aggs):
+        self.keys, self.aggs = keys, aggs
+
+    def __call__(self, block, idx):
+        from miniray.data.aggregate import partial
+        return partial(block, self.keys, self.aggs)
