@@ -86,7 +86,7 @@ class _Tagger:
         return {"id": batch["id"] * self.scale + self.offset, "actor": np.array([self.me] * len(batch["id"]))}
 
 
-@pytest.mark.parametrize("concurrency", [2, (1, 2)])
+@pytest.mark.parametrize("concurrency", [2, (1, 2), None])
 def test_callable_class_runs_on_an_actor_pool(rt, ctx, concurrency):
     ds = ray.data.range(64, override_num_blocks=8).map_batches(
         _Tagger, fn_constructor_args=(5,), fn_constructor_kwargs={"scale": 3}, concurrency=concurrency,

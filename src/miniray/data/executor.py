@@ -182,8 +182,12 @@ class Execution:
         return self._chain()
 
     # -- stages -------------------------------------------------------------------------------
+    # Each stage registers its stats and bar when the chain is built (so they are listed in plan
+    # order), then returns its generator.
     def _task_stage(self, upstream, name, transforms, remote_args):
-        st, bar = self.stats.op(name), self._bar(name)
+        return self._task_gen(upstream, self.stats.op(name), self._bar(name), transforms, remote_args)
+
+    def _task_gen(self, upstream, st, bar, transforms, remote_args):
         fn = _remote(_map_task).options(num_returns=2, **remote_args)
         tref = miniray.put(transforms) if transforms else []
         window = _Window(self.ctx.max_tasks_in_flight_per_cpu * self.ncpus, self.stage_budget)
@@ -208,8 +212,11 @@ class Execution:
         st.finish()
 
     def _actor_stage(self, upstream, op):
+        return self._actor_gen(upstream, op, self.stats.op(op.name), self._bar(op.name))
+
+    def _actor_gen(self, upstream, op, st, bar):
         lo, hi = op.compute
-        st, bar = self.stats.op(op.name), self._bar(op.name)
+        hi = hi or self.ncpus
         cls = miniray.remote(_MapWorker).options(**op.remote_args)
         tref = [op.transform]
         actors, load = [], []
@@ -249,8 +256,11 @@ class Execution:
                 miniray.kill(a)
 
     def _barrier(self, upstream, op):
+        return self._barrier_gen(upstream, op, self.stats.op(op.name), self._bar(op.name))
+
+    def _barrier_gen(self, upstream, op, st, bar):
         inputs = list(upstream)
-        st, bar = self.stats.op(op.name), self._bar(op.name, None)
+        st.started = time.perf_counter()
         out = op.fn(inputs, self.ctx, st)
         for b in out:
             st.add(b.meta, tasks=0)
@@ -259,7 +269,9 @@ class Execution:
         yield from out
 
     def _limit(self, upstream, n):
-        st = self.stats.op(f"Limit[{n}]")
+        return self._limit_gen(upstream, n, self.stats.op(f"Limit[{n}]"))
+
+    def _limit_gen(self, upstream, n, st):
         left = n
         if left <= 0:
             st.finish()
