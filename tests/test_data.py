@@ -246,3 +246,24 @@ def test_streaming_split_feeds_consumers_in_tasks():
     parts = ray.get([_drain.options(num_cpus=0.5).remote(it) for it in its])
     assert sorted(parts[0] + parts[1]) == list(range(400))
     assert parts[0] and parts[1]
+
+
+def test_import_miniray_stays_light_and_data_is_reachable():
+    import subprocess
+    import sys
+    code = ("import sys, miniray; heavy = [m for m in ('pyarrow', 'pandas') if m in sys.modules]; "
+            "assert not heavy, heavy; import miniray as ray; ray.data.range; "
+            "from miniray.data import Dataset, DataContext; print('ok')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "ok", out.stderr
+
+
+class _Double:
+    def __call__(self, batch):
+        return {"id": batch["id"] * 2}
+
+
+def test_older_compute_strategy_spelling():
+    ds = ray.data.range(20, override_num_blocks=2).map_batches(
+        _Double, compute=ray.data.ActorPoolStrategy(size=1))
+    assert [r["id"] for r in ds.take_all()] == [2 * i for i in range(20)]

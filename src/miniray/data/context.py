@@ -59,3 +59,23 @@ class ExecutionOptions:
     preserve_order: bool = True
     verbose_progress: bool = False
     locality_with_output: bool = False
+
+
+class ActorPoolStrategy:
+    """Ray 2.x's ``compute=ActorPoolStrategy(size=n)`` or ``(min_size=, max_size=)``; the newer
+    spelling is ``concurrency=n`` or ``(min, max)``."""
+
+    def __init__(self, *, size=None, min_size=None, max_size=None, max_tasks_in_flight_per_actor=None):
+        if size is not None:
+            min_size = max_size = size
+        self.min_size, self.max_size = min_size or 1, max_size
+
+    def concurrency(self):
+        return (self.min_size, self.max_size) if self.max_size else (self.min_size, None)
+
+
+class TaskPoolStrategy:
+    """``compute=TaskPoolStrategy()``: plain tasks (the default for functions)."""
+
+    def __init__(self, size=None):
+        self.size = size

@@ -32,12 +32,17 @@ def _remote_args(num_cpus=None, num_gpus=None, memory=None, extra=None) -> dict:
     return args
 
 
-def _pool(fn, concurrency):
+def _pool(fn, concurrency, compute=None):
     """(min, max) actors for a callable class; None for a plain function (tasks)."""
+    from miniray.data.context import ActorPoolStrategy
+    if isinstance(compute, ActorPoolStrategy) and concurrency is None:
+        concurrency = compute.concurrency()
     if not isinstance(fn, type):
         return None
     if concurrency is None:
         return (1, None)
+    if isinstance(concurrency, tuple) and len(concurrency) == 2 and concurrency[1] is None:
+        return (max(1, concurrency[0]), None)
     if isinstance(concurrency, int) and concurrency >= 1:
         return (concurrency, concurrency)
     if isinstance(concurrency, tuple) and len(concurrency) in (2, 3) and 1 <= concurrency[0] <= concurrency[1]:
@@ -97,7 +102,7 @@ class Dataset:
         name = f"MapBatches({_fn_name(fn)})"
         t = T.MapBatches(name, fn, batch_size, batch_format, fn_args=fn_args, fn_kwargs=fn_kwargs,
                          ctor_args=fn_constructor_args, ctor_kwargs=fn_constructor_kwargs)
-        return self._map(name, t, _pool(fn, concurrency),
+        return self._map(name, t, _pool(fn, concurrency, compute),
                          _remote_args(num_cpus, num_gpus, memory, ray_remote_args))
 
     def flat_map(self, fn, *, fn_args=None, fn_kwargs=None, fn_constructor_args=None,

@@ -24,8 +24,9 @@ def strip_scheme(path: str, op: str) -> str:
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"{op}: paths are strings (or lists of them), got {type(path).__name__}.")
     path = os.fspath(path)
-    if path.startswith("file://"):
-        return path[len("file://"):]
+    for scheme in ("file://", "local://"):
+        if path.startswith(scheme):
+            return path[len(scheme):]
     if "://" in path:
         raise ValueError(f"{op}: only local paths and file:// are supported, not {path!r}.")
     return os.path.expanduser(path)
