@@ -180,7 +180,7 @@ class Dataset:
     def zip(self, *others: "Dataset") -> "Dataset":
         ds = self
         for other in others:
-            ds = ds._with(AllToAllOp("Zip", S.zip_with(other.materialize()._bundles()), keeps_rows=True))
+            ds = ds._with(AllToAllOp("Zip", S.zip_with(other._plan), keeps_rows=True))
         return ds
 
     def limit(self, limit: int) -> "Dataset":
@@ -416,9 +416,6 @@ class Dataset:
         if not names:
             return f"{head} from {self._plan.source.name}"
         return " -> ".join([self._plan.source.name] + names) + f"\n{head}"
-
-    def __len__(self):
-        raise TypeError("len(ds) is not supported; call ds.count() (it may run the dataset).")
 
 
 def _wkw(kw: dict) -> dict:

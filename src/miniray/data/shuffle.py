@@ -17,7 +17,7 @@ import pyarrow as pa
 import miniray
 from miniray.data import aggregate as A
 from miniray.data import block as B
-from miniray.data.executor import bundles, meta_of, run_tasks
+from miniray.data.executor import bundles, execute, meta_of, run_tasks
 from miniray.data.plan import RefBundle
 from miniray.data.stats import BlockMeta
 
@@ -238,8 +238,10 @@ def merge_partials(keys: list, aggs: list):
     return run
 
 
-def zip_with(other_bundles):
+def zip_with(other_plan):
+    """Zip with another dataset's plan, run when this stage runs (its blocks re-cut to ours)."""
     def run(inputs, ctx, st):
+        other_bundles = list(execute(other_plan))
         n_self = sum(b.meta.num_rows for b in inputs)
         n_other = sum(b.meta.num_rows for b in other_bundles)
         if n_self != n_other:
