@@ -267,3 +267,19 @@ def test_older_compute_strategy_spelling():
     ds = ray.data.range(20, override_num_blocks=2).map_batches(
         _Double, compute=ray.data.ActorPoolStrategy(size=1))
     assert [r["id"] for r in ds.take_all()] == [2 * i for i in range(20)]
+
+
+def test_data_uses_only_the_public_api_of_the_core():
+    """Layers: miniray.data is a library; it may import ``miniray`` itself and its own modules only."""
+    import ast
+    import pathlib
+    pkg = pathlib.Path(ray.data.__file__).parent
+    bad = []
+    for path in pkg.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            for name in names:
+                if name.startswith("miniray") and name != "miniray" and not name.startswith("miniray.data"):
+                    bad.append(f"{path.name}: {name}")
+    assert not bad, bad
