@@ -38,14 +38,6 @@ def _make(target, options):
     return RemoteFunction(target, options)
 
 
-def __getattr__(name):
-    """``miniray.data`` on first use, so ``import miniray`` never imports pyarrow or pandas."""
-    if name == "data":
-        import importlib
-        return importlib.import_module("miniray.data")
-    raise AttributeError(f"module 'miniray' has no attribute {name!r}")
-
-
 def load_ipython_extension(ipython):
     """``%load_ext miniray`` loads the notebook magics (same as ``%load_ext miniray_magics``)."""
     import miniray_magics
