@@ -80,8 +80,8 @@ class Waiter:
 
 
 class WorkerConn:
-    def __init__(self, sock):
-        self.conn, self.reader = Connection(sock), FrameReader(sock)
+    def __init__(self, sock, channel=None):      # channel: a TCP peer's keys (transport/auth.py)
+        self.conn, self.reader = Connection(sock, channel), FrameReader(sock, channel)
         self.holder, self.pid, self.outbox, self.fns = None, None, [], set()
         self.unsent = 0            # "exec" items in the outbox (see Node._flush)
         self.is_driver = False
@@ -354,7 +354,7 @@ class Node:
         while self.inbox:
             client, items = self.inbox.popleft()
             if client is None:      # an authenticated TCP connection to adopt
-                conn = WorkerConn(items[0][1])
+                conn = WorkerConn(*items[0][1:])
                 self.selector.register(conn.conn.sock, selectors.EVENT_READ,
                                        lambda s, c=conn: self._read_worker(c))
                 continue
