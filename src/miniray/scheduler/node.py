@@ -53,7 +53,7 @@ from miniray.scheduler.actors import ActorTable
 from miniray.scheduler.nodes import NodeTable
 from miniray.store.objects import block_of
 from miniray.store.serialization import Serialized, desc_size, error_desc
-from miniray.transport.framing import SPIN_S, Connection, ConnectionClosed, FrameReader
+from miniray.transport.framing import SPIN_S, Connection, ConnectionClosed, FrameError, FrameReader
 from miniray.transport.messages import Result
 
 
@@ -375,7 +375,9 @@ class Node:
     def _read_worker(self, wc: WorkerConn):
         try:
             frames = wc.reader.feed()
-        except ConnectionClosed:
+        except ConnectionClosed as err:
+            if isinstance(err, FrameError):     # one per connection, and only after the handshake
+                sys.stderr.write(f"miniray node: {err} (peer {wc.holder or 'not yet introduced'})\n")
             self._worker_died(wc)
             return
         for items in frames:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import collections
 import errno
+import os
 import selectors
 import socket
 import sys
@@ -30,7 +31,7 @@ from miniray.transport import auth
 
 MAX_PENDING = 64
 BACKOFF_MIN, BACKOFF_MAX = 0.05, 1.0
-LOG_EVERY = 10.0
+LOG_EVERY = float(os.environ.get("MINIRAY_REFUSED_LOG_S", "10"))
 
 
 class RateLog:
