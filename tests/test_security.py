@@ -143,10 +143,10 @@ def _recv_exact(sock, n):
 
 
 def _evil_frames(marker) -> bytes:
-    """The pickle that creates ``marker``, framed the old way and the new way with a made-up MAC."""
+    """The pickle that creates ``marker``, framed with a made-up MAC, and the old way."""
     payload = pickle.dumps([_CreatesAFile(str(marker))], protocol=5)
-    return (framing.HEADER.pack(len(payload)) + payload
-            + framing.MAC_HEADER.pack(len(payload), 0) + os.urandom(16) + payload) * 3
+    return (os.urandom(16) + framing.LEN_SEQ.pack(len(payload), 0) + payload
+            + framing.HEADER.pack(len(payload)) + payload) * 3
 
 
 def _log_since(head, start: int) -> str:
@@ -255,7 +255,7 @@ def test_2_a_frame_injected_into_a_live_connection_closes_that_connection_only(h
     assert victim.stdout.readline().strip() == "ran 1"
     payload = pickle.dumps([_CreatesAFile(str(marker))], protocol=5)
     with lock:
-        state["h"].sendall(framing.MAC_HEADER.pack(len(payload), 7) + os.urandom(16) + payload)
+        state["h"].sendall(os.urandom(16) + framing.LEN_SEQ.pack(len(payload), 7) + payload)
     victim.stdin.write("go\n")
     victim.stdin.flush()
     out, err = victim.communicate(timeout=60)
@@ -280,7 +280,7 @@ def test_2_object_bytes_altered_on_the_way_are_refused(head, serving):
         h = socket.create_connection((head["host"], data_port))
         h.sendall(_recv_exact(c, auth.CLIENT_HELLO))
         c.sendall(_recv_exact(h, auth.SERVER_HELLO))
-        h.sendall(_recv_exact(c, auth.PROOF) + _recv_exact(c, 40))  # the proof, then the request
+        h.sendall(_recv_exact(c, auth.PROOF) + _recv_exact(c, transfer._REQ.size + 16))  # proof, request
         reply = bytearray(_recv_exact(h, n + 16))
         if flip:
             reply[n // 2] ^= 1
@@ -312,7 +312,7 @@ def test_2_a_4_gib_length_after_authenticating_is_refused_with_a_clear_error(hea
     log_at = head["log"].stat().st_size
     s = socket.create_connection((head["host"], head["port"]))
     auth.connect(s, head["token"])
-    s.sendall(framing.MAC_HEADER.pack(0xFFFFFFFF, 0) + bytes(16) + b"x" * 4096)
+    s.sendall(bytes(16) + framing.LEN_SEQ.pack(0xFFFFFFFF, 0) + b"x" * 4096)
     assert _closed_by_peer(s)
     s.close()
     assert psutil.Process(head["pid"]).memory_info().rss - before < 64 * 2**20

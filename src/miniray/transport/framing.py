@@ -8,11 +8,17 @@ can connect, so nothing more is needed, and the local hot path pays for nothing 
 On a TCP connection, after the handshake (auth.py), each frame is authenticated under that
 connection's key for its direction (``Channel``), and checked before it is unpickled:
 
-    0        4                 12                          28
-    [u32 len][u64 seq          ][MAC: 16 bytes             ][payload: len bytes]
-    MAC = HMAC-SHA256(key of this direction, bytes 0..12 ‖ payload), first 16 bytes
+    0                           16        20                28
+    [MAC: 16 bytes             ][u32 len ][u64 seq         ][payload: len bytes]
+    MAC = keyed BLAKE2b-128(key of this direction, bytes 16.. to the end of the payload)
     seq = 0, 1, 2, ... per direction: a frame dropped, replayed, reordered or moved to another
           connection fails, as does any changed byte
+
+The MAC comes first so that what it covers is one contiguous run of bytes, hashed in place.
+Keyed BLAKE2b is a MAC by design (RFC 7693) and, for the small frames that make up the hot path,
+costs about half of HMAC-SHA256 in CPython here (2.6 against 4.8 us for 300 bytes); object
+transfers, which are all bulk, use HMAC-SHA256 instead, which runs at twice BLAKE2b's speed on
+this CPU's SHA instructions (cluster/transfer.py).
 
 A frame that fails, or a length over ``MAX_FRAME`` (on any connection), raises ``FrameError``, a
 ``ConnectionClosed``: the reader drops that one connection as if the peer had hung up.
@@ -23,18 +29,18 @@ reader thread; ``FrameReader`` parses frames for the node's select loop, reading
 """
 from __future__ import annotations
 
-import hashlib
 import hmac
 import os
 import pickle
 import socket
 import struct
 import threading
+from hashlib import blake2b as _blake2b
 
 HEADER = struct.Struct("<I")
-MAC_HEADER = struct.Struct("<IQ")       # length, seq; the 16-byte MAC follows
 MAC_LEN = 16
-MAC_HDR = MAC_HEADER.size + MAC_LEN
+LEN_SEQ = struct.Struct("<IQ")          # after the MAC: length, seq
+MAC_HDR = MAC_LEN + LEN_SEQ.size
 # The largest message one frame may carry.  Big objects never travel in frames (the store streams
 # them in 4 MiB pieces), so a bigger length is a bug or an attack, and is refused before any
 # memory is set aside for it.
@@ -60,33 +66,28 @@ def too_long(n: int) -> FrameError:
                       "(MINIRAY_MAX_FRAME_MIB); closing that connection")
 
 
-def _mac(key: bytes, header, payload) -> bytes:
-    if len(payload) < 65536:
-        return hmac.digest(key, bytes(header) + payload, hashlib.sha256)[:MAC_LEN]
-    h = hmac.new(key, header, hashlib.sha256)
-    h.update(payload)
-    return h.digest()[:MAC_LEN]
-
-
 def seal(channel, payload) -> bytes:
     """The 28 header bytes of the next frame of ``payload`` (caller holds the send lock)."""
-    header = MAC_HEADER.pack(len(payload), channel.send_seq)
+    head = LEN_SEQ.pack(len(payload), channel.send_seq)
     channel.send_seq += 1
-    return header + _mac(channel.send_key, header, payload)
+    if len(payload) < 65536:
+        return _blake2b(head + payload, key=channel.send_key, digest_size=MAC_LEN).digest() + head
+    mac = _blake2b(head, key=channel.send_key, digest_size=MAC_LEN)
+    mac.update(payload)
+    return mac.digest() + head
 
 
 def check(channel, buf, pos: int, n: int):
     """The payload of the frame at ``buf[pos:]`` (its header already read: length ``n``) if its
     sequence number and MAC are right; FrameError if not."""
-    (_, seq) = MAC_HEADER.unpack_from(buf, pos)
     view = memoryview(buf)
-    payload = view[pos + MAC_HDR:pos + MAC_HDR + n]
-    want = _mac(channel.recv_key, view[pos:pos + MAC_HEADER.size], payload)
-    if seq != channel.recv_seq or not hmac.compare_digest(want, view[pos + MAC_HEADER.size:pos + MAC_HDR]):
+    want = _blake2b(view[pos + MAC_LEN:pos + MAC_HDR + n], key=channel.recv_key, digest_size=MAC_LEN).digest()
+    if (not hmac.compare_digest(want, view[pos:pos + MAC_LEN])
+            or LEN_SEQ.unpack_from(buf, pos + MAC_LEN)[1] != channel.recv_seq):
         raise FrameError("a frame failed its integrity check (forged, altered, replayed or out of "
                          "order); closing that connection")
     channel.recv_seq += 1
-    return payload
+    return view[pos + MAC_HDR:pos + MAC_HDR + n]
 
 
 class Connection:
@@ -116,7 +117,7 @@ class Connection:
         """Block until one whole frame has arrived; raise ConnectionClosed at EOF."""
         if self.channel is not None:
             header = self._recv_exact(MAC_HDR)
-            (n, _) = MAC_HEADER.unpack_from(header)
+            (n, _) = LEN_SEQ.unpack_from(header, MAC_LEN)
             if n > MAX_FRAME:
                 raise too_long(n)
             return pickle.loads(check(self.channel, header + self._recv_exact(n), 0, n))
@@ -186,7 +187,7 @@ class FrameReader:
     def _parse_macced(self) -> list:
         out, buf, pos = [], self._buf, 0
         while len(buf) - pos >= MAC_HDR:
-            (n, _) = MAC_HEADER.unpack_from(buf, pos)
+            (n, _) = LEN_SEQ.unpack_from(buf, pos + MAC_LEN)
             if n > MAX_FRAME:
                 raise too_long(n)
             if len(buf) - pos - MAC_HDR < n:
