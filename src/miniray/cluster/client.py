@@ -4,7 +4,8 @@
         │ address: the argument, then MINIRAY_ADDRESS, then this user's newest live head on this machine
         │ token:   MINIRAY_TOKEN, then the head's session directory (same machine only)
         ▼
-    TCP connect ─► auth.connect (mutual handshake; then MACed frames) ─► ("hello_driver", pid) ─► ("welcome", holder, ...)
+    TCP connect ─► auth.connect (mutual handshake, then MACed frames) ─► ("hello_driver", pid)
+        ─► ("welcome", holder, ...)
         ▼
     Runtime(SocketTransport) + a reader thread (replies) + a flusher thread (ref drops)
 
