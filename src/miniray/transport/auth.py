@@ -29,7 +29,7 @@ Why it holds:
 - *Why not TLS.*  TLS would add confidentiality, but Python 3.11's ``ssl`` has no pre-shared-key
   mode (so every cluster would need certificates made and handed out), an ``SSLSocket`` cannot be
   read with ``MSG_DONTWAIT`` as the node's select loop does, and it copies every byte through
-  OpenSSL's buffers.  HMAC frames give authentication and integrity with the stdlib and the
+  OpenSSL's buffers.  MACed frames give authentication and integrity with the stdlib and the
   existing zero-copy paths, which is what the threat model below needs.
 
 What this does not give: confidentiality.  Frames are readable by anyone who can sniff the network
