@@ -141,7 +141,7 @@ def test_a_driver_that_dies_mid_write_gives_its_blocks_back(head, tmp_path):
 
 
 def test_wrong_token_and_garbage_are_refused_and_the_head_keeps_serving(head, monkeypatch):
-    monkeypatch.setenv("MINIRAY_TOKEN", "not-the-token")
+    monkeypatch.setenv("MINIRAY_TOKEN", "not-the-token-of-this-head")
     with pytest.raises(ConnectionError, match="authentication failed"):
         miniray.init(address=head["address"])
     assert not miniray.is_initialized()
@@ -155,7 +155,7 @@ def test_wrong_token_and_garbage_are_refused_and_the_head_keeps_serving(head, mo
                 reply += s.recv(100)
             except OSError:
                 reply = b""
-            assert len(reply) <= 32 + 2, reply     # at most the challenge, never data
+            assert len(reply) <= 64, reply     # at most the server hello, never data
     monkeypatch.setenv("MINIRAY_TOKEN", head["token"].decode())
     miniray.init(address=head["address"])
     try:
@@ -166,7 +166,7 @@ def test_wrong_token_and_garbage_are_refused_and_the_head_keeps_serving(head, mo
         secret = miniray.put(np.full(1 << 20, 42, dtype=np.uint8))    # bytes in the head's store
         data_port = miniray.nodes()[0]["ObjectManagerPort"]
         # the object port serves raw store bytes: it too wants the token before anything
-        for junk in (struct.pack("!QQ", 0, 1 << 20), os.urandom(64)):
+        for junk in (struct.pack("<QQQ", 0, 1 << 20, 0), os.urandom(64)):
             with socket.create_connection((host, data_port), timeout=5) as s:
                 try:
                     s.sendall(junk)
@@ -175,9 +175,9 @@ def test_wrong_token_and_garbage_are_refused_and_the_head_keeps_serving(head, mo
                     reply += s.recv(1 << 16)
                 except OSError:
                     reply = b""
-                assert len(reply) <= 32 + 2 and b"\x2a" * 64 not in reply
+                assert len(reply) <= 64 and b"\x2a" * 64 not in reply
         with pytest.raises(ConnectionError):
-            transfer.fetch((host, data_port), 0, 16, memoryview(bytearray(16)), token=b"wrong")
+            transfer.fetch((host, data_port), 0, 16, memoryview(bytearray(16)), token=b"wrong-token-wrong-token")
         assert miniray.get(secret)[0] == 42 and miniray.get(one.remote()) == 1
     finally:
         miniray.shutdown()
@@ -189,9 +189,10 @@ def test_auth_handshake_is_mutual_and_byte_exact():
     errors = []
     t = threading.Thread(target=lambda: errors.append(_try(auth.serve, a, b"secret")))
     t.start()
-    auth.connect(b, b"secret")
+    client = auth.connect(b, b"secret")
     t.join()
     assert errors == [None]
+    assert client.send_key != client.recv_key       # one key per direction
     a.close(), b.close()
 
 
@@ -236,7 +237,7 @@ def test_a_lost_head_is_reported_clearly(tmp_path):
 
 def test_a_node_with_a_wrong_token_is_refused(head):
     out = _run(["start", "--address", head["address"], "--num-cpus", "1", "--block"],
-               env={"MINIRAY_TOKEN": "wrong"})
+               env={"MINIRAY_TOKEN": "wrong-token-wrong-token"})
     assert out.returncode == 1 and "authentication failed" in out.stderr
 
 

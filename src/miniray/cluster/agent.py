@@ -46,11 +46,11 @@ def run_agent(args, resources) -> int:
     host, _, port = args.address.rpartition(":")
     try:
         sock = socket.create_connection((host, int(port)), timeout=10)
-        auth.connect(sock, token.encode())
+        channel = auth.connect(sock, token.encode())
     except (OSError, ValueError, auth.AuthenticationError) as err:
         print(f"miniray start --address {args.address}: {err}", file=sys.stderr)
         return 1
-    conn = Connection(sock)
+    conn = Connection(sock, channel)
     node_id = uuid.uuid4().hex
     ip = args.node_ip_address or "127.0.0.1"
     cpus = args.num_cpus if args.num_cpus is not None else len(os.sched_getaffinity(0))
@@ -62,7 +62,7 @@ def run_agent(args, resources) -> int:
     sdir = session.daemon_session_dir("node")
     store = NodeStore(sdir, args.object_store_memory or session.default_store_size())
     total["object_store_memory"] = float(store.arena.capacity)
-    data = DataServer(store.arena, token.encode(), ip if ip.startswith("127.") else "0.0.0.0")
+    data = DataServer(store.arena, token.encode(), ip)       # where asked, never all interfaces
     conn.send([("hello_node", node_id, ip, total, data.advertise(ip))])
     conn.recv()
     info_file = session.write_info_file(args.address, sdir, kind="node", node_id=node_id, ip=ip)

@@ -4,7 +4,8 @@
         │ address: the argument, then MINIRAY_ADDRESS, then this user's newest live head on this machine
         │ token:   MINIRAY_TOKEN, then the head's session directory (same machine only)
         ▼
-    TCP connect ─► auth.connect (HMAC challenge) ─► ("hello_driver", pid) ─► ("welcome", holder, ...)
+    TCP connect ─► auth.connect (mutual handshake, then MACed frames) ─► ("hello_driver", pid)
+        ─► ("welcome", holder, ...)
         ▼
     Runtime(SocketTransport) + a reader thread (replies) + a flusher thread (ref drops)
 
@@ -43,7 +44,10 @@ def resolve_address(address: str | None) -> tuple[str, str | None]:
 def find_token(session_dir: str | None) -> bytes:
     token = os.environ.get("MINIRAY_TOKEN")
     if token:
-        return token.encode()
+        try:
+            return auth.check_token(token)
+        except ValueError as err:
+            raise ConnectionError(str(err)) from None
     if session_dir and os.path.exists(os.path.join(session_dir, "token")):
         with open(os.path.join(session_dir, "token"), "rb") as f:
             return f.read().strip()
@@ -65,14 +69,14 @@ def connect(address: str | None, namespace: str = "default"):
         raise ConnectionError(f"Could not reach a miniray head at {addr}: {err}. Is `miniray start --head` "
                               "running there, and is the port open?") from err
     try:
-        auth.connect(sock, token)
+        channel = auth.connect(sock, token)
     except auth.AuthenticationError:
         sock.close()
         raise
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     from miniray.cluster import transfer
     transfer.set_token(token)           # to pull objects from the nodes that hold them
-    conn = Connection(sock)
+    conn = Connection(sock, channel)
     conn.send([("hello_driver", os.getpid())])
     _, holder, node_id, arena_path, capacity, inline_max, head_session, node_ip = conn.recv()[0]
     arena = Arena.attach(arena_path, capacity) if os.path.exists(arena_path) else None

@@ -56,6 +56,13 @@ def start(argv) -> int:
         print(f"miniray start: --resources must be a JSON object like '{{\"teacher\": 1}}', got {args.resources!r}.",
               file=sys.stderr)
         return 2
+    if os.environ.get("MINIRAY_TOKEN"):
+        from miniray.transport.auth import check_token
+        try:
+            check_token(os.environ["MINIRAY_TOKEN"])
+        except ValueError as err:
+            print(f"miniray start: {err}", file=sys.stderr)
+            return 2
     if not args.block:
         return _daemonize(argv, "node" if args.address else "head")
     if args.address:
@@ -96,8 +103,8 @@ def _print_started(address, session_dir):
 
 
 def run_head(args, resources) -> int:
+    token = (os.environ.get("MINIRAY_TOKEN") or secrets.token_hex(16)).encode()    # checked in start
     sdir = session.daemon_session_dir("head")
-    token = (os.environ.get("MINIRAY_TOKEN") or secrets.token_hex(16)).encode()
     fd = os.open(os.path.join(sdir, "token"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as f:
         f.write(token)
@@ -105,13 +112,13 @@ def run_head(args, resources) -> int:
     node = session.start_node(num_cpus=args.num_cpus, num_gpus=args.num_gpus, resources=resources,
                               object_store_memory=args.object_store_memory, inline_max=100 * 1024,
                               session_dir=sdir, node_ip=ip)
-    host = "0.0.0.0" if args.node_ip_address not in (None, "127.0.0.1") else "127.0.0.1"
+    host = ip                       # where asked, never all interfaces
     try:
         port = node.nodes.listen(host, args.port, token)
     except OSError as err:
         node.store.arena.unlink()
-        print(f"miniray start: cannot listen on port {args.port}: {err}. Pick another with --port.",
-              file=sys.stderr)
+        print(f"miniray start: cannot listen on {host}:{args.port}: {err}. Pick another --port, or give "
+              "--node-ip-address an address of this machine.", file=sys.stderr)
         return 1
     address = f"{ip}:{port}"
     head_file = session.write_info_file(address, sdir, node_id=node.node_id)

@@ -53,7 +53,7 @@ from miniray.scheduler.actors import ActorTable
 from miniray.scheduler.nodes import NodeTable
 from miniray.store.objects import block_of
 from miniray.store.serialization import Serialized, desc_size, error_desc
-from miniray.transport.framing import SPIN_S, Connection, ConnectionClosed, FrameReader
+from miniray.transport.framing import SPIN_S, Connection, ConnectionClosed, FrameError, FrameReader
 from miniray.transport.messages import Result
 
 
@@ -80,8 +80,8 @@ class Waiter:
 
 
 class WorkerConn:
-    def __init__(self, sock):
-        self.conn, self.reader = Connection(sock), FrameReader(sock)
+    def __init__(self, sock, channel=None):      # channel: a TCP peer's keys (transport/auth.py)
+        self.conn, self.reader = Connection(sock, channel), FrameReader(sock, channel)
         self.holder, self.pid, self.outbox, self.fns = None, None, [], set()
         self.unsent = 0            # "exec" items in the outbox (see Node._flush)
         self.is_driver = False
@@ -354,7 +354,7 @@ class Node:
         while self.inbox:
             client, items = self.inbox.popleft()
             if client is None:      # an authenticated TCP connection to adopt
-                conn = WorkerConn(items[0][1])
+                conn = WorkerConn(*items[0][1:])
                 self.selector.register(conn.conn.sock, selectors.EVENT_READ,
                                        lambda s, c=conn: self._read_worker(c))
                 continue
@@ -375,7 +375,9 @@ class Node:
     def _read_worker(self, wc: WorkerConn):
         try:
             frames = wc.reader.feed()
-        except ConnectionClosed:
+        except ConnectionClosed as err:
+            if isinstance(err, FrameError):     # one per connection, and only after the handshake
+                sys.stderr.write(f"miniray node: {err} (peer {wc.holder or 'not yet introduced'})\n")
             self._worker_died(wc)
             return
         for items in frames:

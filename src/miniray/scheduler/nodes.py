@@ -17,10 +17,8 @@ State: ``peers`` (node id → the agent's connection), ``info`` (ip, join time, 
 """
 from __future__ import annotations
 
-import selectors
 import socket
 import sys
-import threading
 import time
 from collections import deque
 
@@ -45,47 +43,31 @@ class NodeTable:
 
     # -- the TCP door -------------------------------------------------------------------------------
     def listen(self, host: str, port: int, token: bytes) -> int:
-        """Serve nodes and drivers over TCP (each must pass the token challenge first), and this
-        node's arena to other nodes (cluster/transfer.py)."""
+        """Serve nodes and drivers over TCP (each must pass the token handshake first, in the door's
+        thread: transport/door.py), and this node's arena to other nodes (cluster/transfer.py)."""
         from miniray.cluster.transfer import DataServer, set_token
+        from miniray.transport.door import Door
         node = self.node
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
         sock.listen(128)
-        sock.setblocking(False)          # a driving driver may select on it too (Node.drive)
         self.listener, self.token = sock, token
-        node.selector.register(sock, selectors.EVENT_READ, self._accept)
+        self.door = Door(sock, token, self._adopt)
         self.data_server = DataServer(node.store.arena, token, host)
         node.store.addresses[node.node_id] = self.data_server.advertise(getattr(node, "node_ip", "127.0.0.1"))
         set_token(token)
         return sock.getsockname()[1]
 
-    def _accept(self, listener):
-        try:
-            sock, peer = listener.accept()
-        except BlockingIOError:
-            return
-        sock.setblocking(True)
-        threading.Thread(target=self._handshake, args=(sock, peer), daemon=True,
-                         name="miniray-auth").start()
-
-    def _handshake(self, sock, peer):
-        """In its own thread, so a slow or hostile peer never stalls the node."""
-        from miniray.transport import auth
-        try:
-            auth.serve(sock, self.token)
-        except auth.AuthenticationError as err:
-            sys.stderr.write(f"miniray head: refused a connection from {peer[0]}:{peer[1]}: {err}\n")
-            sock.close()
-            return
+    def _adopt(self, sock, channel, peer):
+        """In the door's thread: an authenticated peer; the node thread takes it from the inbox."""
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.node.inbox.append((None, [("adopt", sock)]))
+        self.node.inbox.append((None, [("adopt", sock, channel)]))
         self.node.wake()
 
     def close(self):
         if self.listener is not None:
-            self.listener.close()
+            self.door.close()
         if self.data_server is not None:
             self.data_server.close()
 

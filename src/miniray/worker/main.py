@@ -51,7 +51,7 @@ class Inbox:
 
     def __init__(self, conn, rt, calls, executor, on_close):
         self.conn, self.rt, self.calls, self.executor, self.on_close = conn, rt, calls, executor, on_close
-        self.reader = FrameReader(conn.sock)
+        self.reader = FrameReader(conn.sock, conn.channel)
         self.lock = threading.Lock()
 
     def next_call(self):
@@ -168,14 +168,14 @@ def main(argv=None):
         from miniray.transport import auth
         host, port = sock_path[4:].rsplit(":", 1)
         sock = socket.create_connection((host, int(port)))
-        auth.connect(sock, os.environ["MINIRAY_TOKEN"].encode())
+        channel = auth.connect(sock, os.environ["MINIRAY_TOKEN"].encode())
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         arena = None if arena_path == "-" else Arena.attach(arena_path, int(capacity))
     else:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.connect(sock_path)
-        arena = Arena.attach(arena_path, int(capacity))
-    conn = Connection(sock)
+        arena, channel = Arena.attach(arena_path, int(capacity)), None
+    conn = Connection(sock, channel)
     from miniray.runtime import Runtime, SocketTransport
     from miniray.worker.executor import Executor
 
