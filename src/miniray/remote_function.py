@@ -212,8 +212,8 @@ class RemoteFunction:
         if n not in ("dynamic", "streaming") and (not isinstance(n, int) or n < 0):
             raise ValueError(f"num_returns must be an int >= 0, got {n!r}.")
         retry = opts.get("retry_exceptions", False)
-        if isinstance(retry, list):
-            retry = tuple(retry)
+        if isinstance(retry, (list, tuple)):    # by value: classes of __main__ load in the worker too
+            retry = cloudpickle.dumps(tuple(retry))
         env = (opts.get("runtime_env") or {}).get("env_vars")
         extra = {"env_vars": env} if env else {}
         if opts.get("scheduling_strategy") == "SPREAD":

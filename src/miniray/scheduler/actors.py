@@ -169,18 +169,20 @@ class ActorTable:
             self.node._kill_worker(actor.worker)
 
     def owner_gone(self, holder):
-        """A driver left: its actors die with it, unless they were created with lifetime="detached"."""
+        """A driver or worker left: the actors it created die with it, as Ray's do, unless they
+        were created with lifetime="detached"."""
         for actor in list(self.actors.values()):
             if actor.spec.owner == holder and actor.state != DEAD and actor.spec.options.get("lifetime") != "detached":
-                self.kill(actor.spec.actor_id, no_restart=True)
+                self.kill(actor.spec.actor_id, cause=f"its owner ({holder}, the process that created "
+                          "it) died; create it with .options(lifetime=\"detached\") to outlive it")
 
     # -- failure --------------------------------------------------------------------------------
-    def kill(self, actor_id, no_restart=True):
+    def kill(self, actor_id, no_restart=True, cause="it was killed with miniray.kill()"):
         actor = self.actors.get(actor_id)
         if actor is None or actor.state == DEAD:
             return
         if no_restart:
-            self._die(actor, "it was killed with miniray.kill()")
+            self._die(actor, cause)
             S.forget(self.node.state, actor.spec.task_id)
         if actor.worker:
             self.node._kill_worker(actor.worker)

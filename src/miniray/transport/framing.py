@@ -16,6 +16,8 @@ import socket
 import struct
 import threading
 
+from miniray.transport.unloadable import load_frame
+
 HEADER = struct.Struct("<I")
 MAX_FRAME = 1 << 31
 
@@ -98,7 +100,7 @@ class FrameReader:
             (n,) = HEADER.unpack_from(buf, pos)
             if len(buf) - pos - HEADER.size < n:
                 break
-            out.append(pickle.loads(memoryview(buf)[pos + HEADER.size:pos + HEADER.size + n]))
+            out.append(load_frame(memoryview(buf)[pos + HEADER.size:pos + HEADER.size + n]))
             pos += HEADER.size + n
         del buf[:pos]
         return out

@@ -94,8 +94,8 @@ class Executor:
         if not on:
             self.blocked = False
             return
-        if not self.sequential or self.current is None:
-            return
+        if not self.sequential or self.current is None or self.actor_spec is not None:
+            return          # an actor's later calls wait for this one: handed back, they were lost
         self.blocked = True
         back = []
         while True:
@@ -337,6 +337,11 @@ class Executor:
                 cause = exc.RayError(f"{type(err).__name__}: {err} (the original exception could not be pickled)")
             task_err = exc.RayTaskError(spec.name, text, cause, os.getpid(), frames=frames, exc_only=exc_only)
         retry = spec.retry_exceptions
+        if isinstance(retry, bytes):          # cloudpickled classes (remote_function._derive)
+            try:
+                retry = pickle.loads(retry)
+            except Exception:                 # not loadable here: the user's error is reported as is
+                retry = False
         retryable = retry is True or (isinstance(retry, tuple) and isinstance(err, retry))
         return self._failed(spec, task_err, start, retryable=retryable, name=type(err).__name__,
                             items=getattr(err, "__miniray_items__", ()))
