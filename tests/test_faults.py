@@ -224,6 +224,11 @@ def _kill_driver_and_look(tmp_path, sig):
             while time.time() < end:
                 pass
 
+        @ray.remote
+        def pid():
+            return os.getpid()
+
+        print("WORKERS", sorted(ray.get([pid.remote() for _ in range(4)])), flush=True)
         keep = ray.put(b"x" * (8 << 20))
         refs = [busy.remote() for _ in range(2)]
         time.sleep(0.3)

@@ -32,6 +32,15 @@ from miniray.store.arena import Arena
 from miniray.transport.framing import SPIN_S, Connection, ConnectionClosed, FrameReader
 
 
+def _dead(pid: int) -> bool:
+    """No such process, or a zombie (killed, not yet reaped)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except (OSError, IndexError):
+        return True
+
+
 class Parent:
     """The process that started us (the driver, a head or a node agent) and what to do when it dies.
 
@@ -44,7 +53,8 @@ class Parent:
 
     def __init__(self, pid: int, arena_path: str, session_dir: str, remote: bool):
         self.pid, self.arena_path, self.session_dir, self.remote = pid, arena_path, session_dir, remote
-        self.watch = os.getppid() == pid      # else we were not started by it: rely on the socket
+        # else we were not started by it (rely on the socket), or it died while we started up
+        self.watch = os.getppid() == pid or _dead(pid)
         self.stopping = False                 # the node said ("stop",): a clean shutdown
 
     def gone(self) -> bool:
@@ -194,10 +204,11 @@ def main(argv=None):
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             sock.connect(sock_path)
             arena = Arena.attach(arena_path, int(capacity))
-    except OSError:
-        if parent.gone():           # the parent died while we started: clean up after it
-            parent.exit()
-        raise
+    except OSError:                 # the node is gone (or going) before we could join it
+        if not parent.gone():       # else our stderr, a pipe to it, is closed too
+            import traceback
+            traceback.print_exc()
+        parent.node_closed()
     conn = Connection(sock)
     from miniray.runtime import Runtime, SocketTransport
     from miniray.worker.executor import Executor
