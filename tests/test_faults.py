@@ -276,3 +276,30 @@ def test_actor_dies_with_the_worker_that_created_it_unless_detached(rt):
     assert "owner" in (wait_until(died, timeout=15) or "")
     assert rt.get(kept.get.remote(), timeout=30) == "alive"
     rt.kill(kept)
+
+
+# -- item 10: killing an actor blocked in its constructor frees its worker and CPU ----------------
+def test_killing_an_actor_blocked_in_its_constructor_gives_its_cpu_back(rt):
+    hang_r = rt.remote(hang)
+
+    @rt.remote
+    class Slow:
+        def __init__(self, ref_holder):
+            rt.get(ref_holder[0])           # waits for ever
+
+        def f(self):
+            return 1
+
+    total = rt.cluster_resources()["CPU"]
+    h = hang_r.remote()
+    a = Slow.remote([h])
+    from miniray.events import events
+    assert wait_until(lambda: any(e["kind"] == "started" and e["task_id"] == a._actor_id[1:]
+                                  for e in events()), timeout=20), "the constructor never started"
+    time.sleep(0.3)                         # and is now blocked in its get
+    rt.kill(a)
+    rt.cancel(h, force=True)
+    assert wait_until(lambda: rt.available_resources().get("CPU") == total, timeout=15), \
+        rt.available_resources()
+    with pytest.raises(rt.exceptions.ActorDiedError):
+        rt.get(a.f.remote(), timeout=30)

@@ -164,9 +164,7 @@ class ActorTable:
         if actor.spec.options.get("lifetime") == "detached":
             return
         self._die(actor, "all its handles went out of scope")
-        S.forget(self.node.state, actor.spec.task_id)
-        if actor.worker:
-            self.node._kill_worker(actor.worker)
+        self._end_process(actor)
 
     def owner_gone(self, holder):
         """A driver or worker left: the actors it created die with it, as Ray's do, unless they
@@ -183,9 +181,16 @@ class ActorTable:
             return
         if no_restart:
             self._die(actor, cause)
+        self._end_process(actor, forget=no_restart)
+
+    def _end_process(self, actor, forget=True):
+        """Kill the actor's worker: the one it is bound to, or the one still running its
+        constructor (its slot then holds the constructor's CPU until the worker is gone)."""
+        wid = actor.worker or self.node.state.placed.get(actor.spec.task_id)
+        if forget:
             S.forget(self.node.state, actor.spec.task_id)
-        if actor.worker:
-            self.node._kill_worker(actor.worker)
+        if wid:
+            self.node._kill_worker(wid)
 
     def creation_lost(self, spec, wid):
         actor = self.actors.get(spec.actor_id)
