@@ -303,3 +303,22 @@ def test_killing_an_actor_blocked_in_its_constructor_gives_its_cpu_back(rt):
         rt.available_resources()
     with pytest.raises(rt.exceptions.ActorDiedError):
         rt.get(a.f.remote(), timeout=30)
+
+
+# -- item 4: the event log keeps the newest events in bounded memory ------------------------------
+def test_event_log_past_its_cap_forgets_the_oldest_and_keeps_seqs():
+    from miniray.events import EventLog, schema
+    log = EventLog(max_events=100)
+    row = schema("task_id")
+    for i in range(1000):
+        if i % 2:
+            log.emit("freed", object_id=str(i))
+        else:
+            log.append((row, "submitted", float(i), str(i)))   # the node's hot path ...
+            log.trim()                                         # ... and its per-step cap
+    kept = log.since(0)
+    assert len(kept) <= 100 and len(log._events) <= 100
+    assert kept[-1]["object_id"] == "999" and kept[-1]["seq"] == 999 == len(log) - 1
+    assert [e["seq"] for e in kept] == list(range(kept[0]["seq"], 1000))
+    assert log.since(990)[0]["seq"] == 990 and log.since(5000) == []
+    assert log.dropped == 1000 - len(kept)
