@@ -322,3 +322,28 @@ def test_event_log_past_its_cap_forgets_the_oldest_and_keeps_seqs():
     assert [e["seq"] for e in kept] == list(range(kept[0]["seq"], 1000))
     assert log.since(990)[0]["seq"] == 990 and log.since(5000) == []
     assert log.dropped == 1000 - len(kept)
+
+
+# -- item 5: `miniray stop` signals only a head that is still that head -------------------------
+def test_miniray_stop_leaves_a_process_that_reused_a_stale_heads_pid_alone(tmp_path):
+    import json
+    import tempfile
+    short = tempfile.mkdtemp(prefix="mrs", dir="/tmp")
+    bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        root = os.path.join(short, f"miniray-{os.getuid()}")
+        os.makedirs(root, mode=0o700)
+        for name, info in (("head", {"started": 12345.0}), ("node", {"node_id": "n"})):   # stale files,
+            with open(os.path.join(root, f"{name}_{bystander.pid}.json"), "w") as f:   # pid reused
+                json.dump({"address": "127.0.0.1:1", "pid": bystander.pid, "session_dir": short, **info}, f)
+        env = dict(os.environ, TMPDIR=short)
+        out = subprocess.run([sys.executable, "-m", "miniray.cli", "stop"], env=env, capture_output=True,
+                             text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        assert bystander.poll() is None, "miniray stop killed a process that is not a head"
+        assert "no miniray head" in out.stdout
+    finally:
+        bystander.kill()
+        bystander.wait()
+        import shutil
+        shutil.rmtree(short, ignore_errors=True)
