@@ -347,3 +347,26 @@ def test_miniray_stop_leaves_a_process_that_reused_a_stale_heads_pid_alone(tmp_p
         bystander.wait()
         import shutil
         shutil.rmtree(short, ignore_errors=True)
+
+
+# -- item 11: a Cluster that its script forgot to shut down goes with the script ------------------
+def test_cluster_forgotten_by_its_script_is_shut_down_at_exit(tmp_path):
+    pids_file = tmp_path / "pids"
+    script = driver_script(tmp_path, f"""
+        from miniray.cluster_utils import Cluster
+        c = Cluster(initialize_head=True, head_node_args={{"num_cpus": 1}})
+        n = c.add_node(num_cpus=1)
+        open({str(pids_file)!r}, "w").write(f"{{c.head.pid}} {{n.pid}}")
+    """)
+    with open(tmp_path / "log", "w") as log:      # not pipes: its children may hold them open
+        proc = subprocess.Popen([sys.executable, script], stdout=log, stderr=log,
+                                env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
+        assert proc.wait(timeout=50) == 0, (tmp_path / "log").read_text()
+    pids = [int(p) for p in pids_file.read_text().split()]
+    try:
+        assert wait_until(lambda: not any(alive(p) for p in pids), timeout=20), "cluster processes outlived it"
+        assert wait_until(lambda: not any(shm_of(p) for p in pids), timeout=10)
+    finally:
+        for p in pids:
+            if alive(p):
+                os.kill(p, signal.SIGTERM)
