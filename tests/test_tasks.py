@@ -805,7 +805,8 @@ def test_plain_results_come_back_inline_and_big_ones_in_shared_memory(rt):
 
 
 def test_event_log_keeps_its_cap_and_counts_what_it_dropped():
-    """Hot callers append rows straight to the list; the node's step trims the overflow."""
+    """Hot callers append rows straight to the list; the node's step trims the overflow, the
+    oldest first, and every event keeps its seq."""
     from miniray.events import EventLog, schema
 
     log = EventLog(max_events=5)
@@ -813,11 +814,11 @@ def test_event_log_keeps_its_cap_and_counts_what_it_dropped():
     for i in range(4):
         log.append((row, "freed", float(i), f"o{i}"))
     log.emit("freed", object_id="o4")
-    log.emit("freed", object_id="o5")               # full: dropped at once
+    log.emit("freed", object_id="o5")               # full: the oldest goes at once
     log.append((row, "freed", 6.0, "o6"))           # past the cap until the next trim
     log.trim()
-    assert [e["object_id"] for e in log.since()] == ["o0", "o1", "o2", "o3", "o4"]
-    assert log.dropped == 2 and len(log) == 5
+    assert [e["object_id"] for e in log.since()] == ["o2", "o3", "o4", "o5", "o6"]
+    assert log.dropped == 2 and len(log) == 7
     assert log.since(3)[0] == {"kind": "freed", "ts": 3.0, "object_id": "o3", "seq": 3}
 
 

@@ -8,10 +8,12 @@
     cluster.shutdown()
 
 Every process is started through the real CLI (``miniray start --head/--address --block``), with its
-own session directory, and talks real TCP with the cluster token, as on separate machines.
+own session directory, and talks real TCP with the cluster token, as on separate machines.  A
+script that forgets ``shutdown()`` gets it at exit (atexit), so no head or node outlives it.
 """
 from __future__ import annotations
 
+import atexit
 import os
 import secrets
 import signal
@@ -45,6 +47,7 @@ class Cluster:
         self.head = None
         self.nodes: list[ClusterNode] = []
         self._next_ip = 2
+        atexit.register(self.shutdown)       # a script that forgets shutdown() leaves nothing behind
         if initialize_head:
             self.add_node(**(head_node_args or {}))
         if connect:
@@ -130,6 +133,7 @@ class Cluster:
 
     def shutdown(self) -> None:
         import miniray
+        atexit.unregister(self.shutdown)
         if miniray.is_initialized():
             miniray.shutdown()
         if self.head is not None:     # the head first: its nodes then leave on their own, and it
@@ -141,4 +145,4 @@ class Cluster:
                 self.head.proc.wait()
         for node in list(self.nodes):
             self.remove_node(node, allow_graceful=True)
-            self.head = None
+        self.head = None

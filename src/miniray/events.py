@@ -11,12 +11,14 @@ log; what happens in them reaches the node as messages and is logged there, with
 timestamps.
 
 State owned: ``EventLog._events``, a list of rows, each one tuple ``(field names, kind, ts,
-values...)``, appended whole (an atomic ``list.append``) and never mutated afterwards; a row's
-``seq`` is its index.  Readers get fresh dicts built from a slice, so a reader never sees a
-half-written event.  The five events every task makes (submitted, started, finished, stored,
-freed) are written by their callers as ready-made rows (``append``, the list's own, with a
-``schema``): a tiny task spends a quarter of the driver's time on its events otherwise.  The
-log's cap is kept by ``trim``, which the node calls once per step, not per event.
+values...)``, appended whole (an atomic ``list.append``) and never mutated afterwards, and
+``_base``, the ``seq`` of its first row: a row's ``seq`` is ``_base`` plus its index.  Readers get
+fresh dicts built from a slice, so a reader never sees a half-written event.  The five events
+every task makes (submitted, started, finished, stored, freed) are written by their callers as
+ready-made rows (``append``, the list's own, with a ``schema``): a tiny task spends a quarter of
+the driver's time on its events otherwise.  The log's cap is kept by ``trim``, which the node
+calls once per step, not per event: past the cap it forgets the *oldest* tenth of the rows, so a
+long session keeps showing its newest work in bounded memory, and every ``seq`` stays the same.
 
 Every event has ``seq`` (its index in the log), ``kind`` and ``ts`` (seconds since the epoch, float).
 The kinds and their fields:
@@ -47,6 +49,7 @@ into the runtime.
 """
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
@@ -72,7 +75,9 @@ class EventLog:
         self._dict_fields: set = {"resources"}   # fields that were dicts, stored as pairs (a
         # submitted event's resources come as pairs already: the node makes thousands a second)
         self._schemas: dict = {}          # field-name tuple -> the one shared schema for it
-        self.dropped = 0
+        self.dropped = 0                  # rows forgotten so far (the oldest): ``_base``
+        self._base = 0
+        self._lock = threading.Lock()     # ``trim`` against readers; appends need none
         self.append = self._events.append   # for hot callers: a row as ``add`` takes it; see ``trim``
 
     def emit(self, kind: str, ts: float | None = None, **fields: Any) -> None:
@@ -88,23 +93,28 @@ class EventLog:
         self.add((keys, kind, time.time() if ts is None else ts) + values)
 
     def add(self, row: tuple) -> None:
-        """Append a row: (``schema(...)``, kind, ts, values in its order); dropped when full."""
-        if len(self._events) < self._max:
-            self._events.append(row)
-        else:
-            self.dropped += 1
+        """Append a row: (``schema(...)``, kind, ts, values in its order)."""
+        self._events.append(row)
+        if len(self._events) > self._max:
+            self.trim()
 
     def trim(self) -> None:
-        """Drop the rows ``append`` added past the cap: the newest go, as ``add`` would drop them."""
-        over = len(self._events) - self._max
-        if over > 0:
-            del self._events[self._max:]
-            self.dropped += over
+        """Past the cap, forget the oldest rows (a tenth of the cap more, so this runs rarely)."""
+        if len(self._events) > self._max:
+            with self._lock:
+                drop = len(self._events) - self._max + self._max // 10
+                del self._events[:drop]
+                self._base += drop
+                self.dropped += drop
 
     def since(self, seq: int = 0) -> list[dict[str, Any]]:
-        stored = self._events[seq:]
+        """Events with ``seq`` >= ``seq``, oldest first (those already forgotten are gone)."""
+        with self._lock:
+            base = self._base
+            stored = self._events[max(0, seq - base):]
+        first = max(seq, base)
         out, as_dicts = [], self._dict_fields
-        for i, row in enumerate(stored, seq):
+        for i, row in enumerate(stored, first):
             event = dict(zip(row[0], row[1:]))
             event["seq"] = i
             for k in as_dicts.intersection(event):
@@ -114,7 +124,8 @@ class EventLog:
         return out
 
     def __len__(self) -> int:
-        return len(self._events)
+        """The ``seq`` the next event will get (rows forgotten included)."""
+        return self._base + len(self._events)
 
 
 def _log() -> EventLog:

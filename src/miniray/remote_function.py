@@ -192,8 +192,8 @@ class RemoteFunction:
         n = opts.get("num_returns")
         n = self._default_returns if n is None else n
         retry = opts.get("retry_exceptions", False)
-        if isinstance(retry, list):
-            retry = tuple(retry)
+        if isinstance(retry, (list, tuple)):    # by value: classes of __main__ load in the worker too
+            retry = cloudpickle.dumps(tuple(retry))
         env = {**(job_env or {}), **((opts.get("runtime_env") or {}).get("env_vars") or {})}
         extra = {"env_vars": env} if env else {}
         if opts.get("scheduling_strategy") == "SPREAD":

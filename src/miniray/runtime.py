@@ -114,6 +114,8 @@ class Runtime:
         self.close = lambda: None
         self.context_of = lambda: None   # worker: the current call's context (worker/executor.py)
         self.blocking = None             # worker: hands back queued calls before a blocking get
+        self.one_at_a_time = None        # worker: True while it is a sequential actor (main.py)
+        self.self_calls: set = set()     # worker: task ids of calls it made to its own actor
         self.local_store = None          # worker on a joined node: its node's store (cluster/nodestore.py)
 
     # -- ids ------------------------------------------------------------------------------------
@@ -190,12 +192,12 @@ class Runtime:
     def add_local_ref(self, oid: str) -> None:
         with self._lock:
             n = self._counts.get(oid, 0)
-            self._counts[oid] = n + 1
-            if n == 0:
+            if n == 0:      # told first: a Ctrl-C between the two may leak a ref, never free early
                 if self.store is not None:
                     self.store.add_ref_soon(oid, self.holder)
                 else:
                     self._pending.append(("refs", oid, +1))
+            self._counts[oid] = n + 1
 
     def remove_local_ref(self, oid: str) -> None:
         with self._lock:
@@ -244,7 +246,24 @@ class Runtime:
             self.fns.add(fn_id)
 
     def submit(self, spec) -> None:
+        if spec.type == "actor_method" and self.one_at_a_time is not None:
+            ctx = self.context_of()
+            if ctx is not None and ctx.actor_id == spec.actor_id and self.one_at_a_time():
+                self.self_calls.add(spec.task_id)      # a call to our own sequential actor
         self.send([("submit", spec, time.time())])
+
+    def _check_self_wait(self, oids) -> None:
+        """A sequential actor's call waiting for a call to that same actor would wait for ever:
+        the later call runs only once this one returns.  Say so instead of hanging."""
+        mine = [o for o in oids if o[:-2] in self.self_calls]
+        if mine and self.one_at_a_time():
+            ctx = self.context_of()
+            name = ctx.name if ctx is not None else "this actor method"
+            raise RuntimeError(
+                f"{name} waits in get() for a call to its own actor, which can only start after {name} "
+                "returns (an actor runs one call at a time): this would hang. Call the method directly "
+                "(self.method(...)), return the ref instead of getting it, or create the actor with "
+                ".options(max_concurrency=2) or more.")
 
     # -- objects ----------------------------------------------------------------------------------
     def put(self, value, site: str = ""):
@@ -309,6 +328,8 @@ class Runtime:
         if store is not None:   # the driver: wait on the store itself, no round trip to the node
             descs = self._wait_in_store(oids, timeout)
         else:
+            if self.self_calls:
+                self._check_self_wait(oids)
             if self.blocking is not None:
                 self.blocking(True)
             try:
@@ -331,6 +352,9 @@ class Runtime:
         if not event.is_set() and not self._await(event, deadline, spin=len(want) <= SPIN_MAX_OBJECTS):
             store.unwatch(want, event)
             return None
+        if event.remaining:            # woken by a failure: only the ready ones (``get`` raises)
+            store.unwatch(want, event)
+            want = {o for o in want if store.ready(o)}
         return store.read_for(want, self.holder)
 
     def value_of(self, oid: str, desc: tuple):
@@ -416,6 +440,11 @@ class Runtime:
 
     def get(self, oids: list, timeout=None) -> list:
         descs = self.get_descs(oids, timeout)
+        if len(descs) < len(set(oids)):     # one failed before the others were ready: raise it
+            for o, d in descs.items():
+                if d[0] in ("shm", "fetch"):
+                    self.unpin(o)
+            raise pickle.loads(next(d[1] for d in descs.values() if d[0] == "error"))
         values = {}
         try:
             for o in oids:

@@ -114,8 +114,10 @@ def write_info_file(address: str, session_dir: str, kind: str = "head", **more) 
     """Announce a head (or a joined node: ``kind="node"``) of this user on this machine, for
     ``init(address="auto")``, ``miniray status`` and ``miniray stop``."""
     path = os.path.join(sessions_root(), f"{kind}_{os.getpid()}.json")
+    started = psutil.Process().create_time()      # with the pid, names this very process
     with open(path + ".tmp", "w") as f:
-        json.dump({"address": address, "pid": os.getpid(), "session_dir": session_dir, **more}, f)
+        json.dump({"address": address, "pid": os.getpid(), "session_dir": session_dir, "started": started,
+                   **more}, f)
     os.replace(path + ".tmp", path)
     return path
 
@@ -149,10 +151,26 @@ def live_heads(prefix: str = "head_") -> list[dict]:
                     info = json.load(f)
             except (OSError, ValueError):
                 continue
-            if pid_alive(info["pid"]):
+            if is_that_process(info):
                 info["file"] = os.path.join(root, name)
                 heads.append(info)
     return sorted(heads, key=lambda h: -os.path.getmtime(h["file"]))
+
+
+def is_that_process(info: dict) -> bool:
+    """Is the process a head or node file names still running, and still that process?  A head
+    killed by SIGKILL leaves its file; its pid may since belong to anything (``miniray stop`` must
+    not signal it).  The start time written with the pid tells them apart; a file without one
+    must at least name a live miniray process."""
+    try:
+        proc = psutil.Process(int(info["pid"]))
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        if "started" in info:
+            return abs(proc.create_time() - float(info["started"])) < 0.5
+        return any("miniray" in part for part in proc.cmdline())
+    except (psutil.Error, KeyError, TypeError, ValueError):
+        return False
 
 
 def live_nodes() -> list[dict]:

@@ -190,15 +190,17 @@ class ActorTable:
         S.forget(self.node.state, actor.spec.task_id)
         wc = self.node.conns.get(actor.worker) if actor.worker else None
         if wc is not None:
-            wc.deliver([("terminate",)])
-        elif actor.worker:
-            self.node._kill_worker(actor.worker)
+            wc.deliver([("terminate",)])      # graceful: __ray_shutdown__, __del__, atexit
+        else:
+            self._end_process(actor, forget=False)
 
     def owner_gone(self, holder):
-        """A driver left: its actors die with it, unless they were created with lifetime="detached"."""
+        """A driver or worker left: the actors it created die with it, as Ray's do, unless they
+        were created with lifetime="detached"."""
         for actor in list(self.actors.values()):
             if actor.spec.owner == holder and actor.state != DEAD and actor.spec.options.get("lifetime") != "detached":
-                self.kill(actor.spec.actor_id, no_restart=True)
+                self.kill(actor.spec.actor_id, cause=f"its owner ({holder}, the process that created "
+                          "it) died; create it with .options(lifetime=\"detached\") to outlive it")
 
     # -- failure --------------------------------------------------------------------------------
     def kill(self, actor_id, no_restart=True, cause="it was killed with miniray.kill()"):
@@ -207,9 +209,16 @@ class ActorTable:
             return
         if no_restart:
             self._die(actor, cause)
+        self._end_process(actor, forget=no_restart)
+
+    def _end_process(self, actor, forget=True):
+        """Kill the actor's worker: the one it is bound to, or the one still running its
+        constructor (its slot then holds the constructor's CPU until the worker is gone)."""
+        wid = actor.worker or self.node.state.placed.get(actor.spec.task_id)
+        if forget:
             S.forget(self.node.state, actor.spec.task_id)
-        if actor.worker:
-            self.node._kill_worker(actor.worker)
+        if wid:
+            self.node._kill_worker(wid)
 
     def creation_lost(self, spec, wid):
         actor = self.actors.get(spec.actor_id)

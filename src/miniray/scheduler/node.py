@@ -507,6 +507,8 @@ class Node:
             self.actors.handles_gone(item[1])
         elif kind == "requeue":
             S.hand_back(self.state, client.holder, item[1])
+        elif kind == "unloadable":
+            self._unloadable(client, item[1], item[2])
         elif kind == "req":
             _, rid, what, args = item
             try:
@@ -514,6 +516,19 @@ class Node:
                 handler(client, rid, *args)
             except Exception as err:  # a bad request fails that request, never the node
                 client.deliver([("reply", rid, False, err)])
+
+    def _unloadable(self, client, why, inner):
+        """An item this process could not unpickle (transport/unloadable.py): a call fails alone,
+        a request gets the error as its answer."""
+        err = exc.RaySystemError(why)
+        if inner is not None and inner[0] == "submit":
+            err = exc.RaySystemError(f"{inner[1].name} could not be scheduled: {why}")
+            for oid in inner[1].returns:
+                self.store.seal(oid, error_desc(err), failed=True)
+        elif inner is not None and inner[0] == "req":
+            client.deliver([("reply", inner[1], False, err)])
+        else:
+            sys.stderr.write(f"miniray node: dropped a message from {client.holder}: {why}\n")
 
     def _submit(self, spec, ts):
         self.submitted_at[spec.task_id] = ts
@@ -781,6 +796,7 @@ class Node:
         self._drop_waiters_of(wc)
         if self._stopping:
             return
+        self.actors.owner_gone(wid)          # actors it created die with it, unless detached
         for tid in lost:
             spec = self.state.specs.get(tid)
             if spec is None:
@@ -815,7 +831,7 @@ class Node:
         w = Waiter(client, rid, kind, oids, k, None if timeout is None else time.monotonic() + timeout)
         w.inline = inline
         w.missing = {o for o in set(oids) if not self.store.ready(o)}
-        if w.satisfied():
+        if w.satisfied() or (kind == "get" and w.missing and self.store.any_failed(oids)):
             self._answer(w)
             return
         for o in w.missing:
@@ -831,7 +847,7 @@ class Node:
         if w.answered:
             return
         w.missing.discard(oid)
-        if w.satisfied():
+        if w.satisfied() or (w.kind == "get" and self.store.any_failed((oid,))):   # raise it at once
             self._answer(w)
 
     def _answer(self, w, timed_out=False):
@@ -839,7 +855,7 @@ class Node:
         client = w.client
         if w.kind == "get":
             node = None if w.inline else (client.home if getattr(client, "remote", False) else self.node_id)
-            value = None if timed_out else self.store.read_for(set(w.oids), client.holder, node)
+            value = None if timed_out else self.store.read_for(set(w.oids) - w.missing, client.holder, node)
             if client.holder in self.state.workers:
                 S.worker_unblocked(self.state, client.holder)
         else:
@@ -965,6 +981,11 @@ class Node:
         for wc in self.nodes.peers.values():      # a clean stop, not a crash: nodes leave quietly
             try:
                 wc.conn.send([("bye",)])
+            except OSError:
+                pass
+        for wc in self.conns.values():
+            try:
+                wc.conn.send([("stop",)])     # a clean stop: the worker exits, leaving the arena be
             except OSError:
                 pass
         for wc in list(self.conns.values()) + list(self.drivers.values()):

@@ -118,7 +118,11 @@ class _StoreLock:
     def __enter__(self):
         self._lock.acquire()
         if self._store.ref_queue:
-            self._store.drain_ref_queue()
+            try:
+                self._store.drain_ref_queue()
+            except BaseException:   # a Ctrl-C in the loop: ``with`` will not call __exit__
+                self._lock.release()
+                raise
         return self
 
     def __exit__(self, *exc_info):
@@ -180,7 +184,7 @@ class ObjectStore:
             if self.watchers:
                 for w in self.watchers.pop(oid, ()):
                     w.remaining.discard(oid)
-                    if not w.remaining:
+                    if not w.remaining or failed:     # a get raises the first error at once
                         w.set()
         self.add_event((_STORED, "put" if not task_id else "stored", time.time(), oid, e.size,
                         "shared_memory" if kind == "shm" else "inline", e.call_site, pid, self.node_id, task_id))
@@ -234,16 +238,22 @@ class ObjectStore:
             e.move(PENDING)
 
     def watch(self, oids: set) -> Watch:
-        """An Event set once every object in ``oids`` is ready (failed counts as ready)."""
+        """An Event set once every object in ``oids`` is ready, or as soon as one has failed (a
+        ``get`` of a list raises the first error at once, as Ray's does)."""
         w = Watch()
         with self.lock:
             entries = self.entries
             w.remaining = {o for o in oids if (e := entries.get(o)) is None or e.state not in _DONE}
+            if not w.remaining or self.any_failed(oids):
+                w.set()
+                return w
             for o in w.remaining:
                 self.watchers.setdefault(o, []).append(w)
-            if not w.remaining:
-                w.set()
         return w
+
+    def any_failed(self, oids) -> bool:
+        entries = self.entries
+        return any((e := entries.get(o)) is not None and e.state == FAILED for o in oids)
 
     def unwatch(self, oids: set, w) -> None:
         with self.lock:
@@ -339,11 +349,12 @@ class ObjectStore:
     def drain_ref_queue(self) -> None:
         queue, entries = self.ref_queue, self.entries
         while queue:
-            oid, holder = queue.popleft()
+            oid, holder = queue[0]      # popped once applied: a Ctrl-C in between loses no ref
             e = entries.get(oid)
             if e is None:
                 e = entries[oid] = Entry(oid)
             e.refs[holder] = e.refs.get(holder, 0) + 1
+            queue.popleft()
 
     def pin(self, oid: str, holder: str, n: int = 1) -> None:
         with self.lock:

@@ -37,6 +37,8 @@ import struct
 import threading
 from hashlib import blake2b as _blake2b
 
+from miniray.transport.unloadable import load_frame
+
 HEADER = struct.Struct("<I")
 MAC_LEN = 16
 LEN_SEQ = struct.Struct("<IQ")          # after the MAC: length, seq
@@ -179,7 +181,7 @@ class FrameReader:
                 if n > MAX_FRAME:
                     raise too_long(n)
                 break
-            out.append(pickle.loads(memoryview(buf)[pos + HEADER.size:pos + HEADER.size + n]))
+            out.append(load_frame(memoryview(buf)[pos + HEADER.size:pos + HEADER.size + n]))
             pos += HEADER.size + n
         del buf[:pos]
         return out

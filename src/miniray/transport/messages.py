@@ -29,6 +29,7 @@ node → worker ("call items")
     ("exec", TaskSpec, fn_blob|None, {oid: desc}, gpu_ids)   desc ("fetch", data_addr, ...): the
                                         object lives on another node; pull it (cluster/transfer.py)
     ("cancel", task_id)
+    ("stop",)                           a clean shutdown: exit now (the node removes the arena)
 node → any client
     ("reply", rid, ok, value)
 """
@@ -50,7 +51,7 @@ class TaskSpec:
     num_returns: object = 1        # int, or "dynamic"/"streaming" for generators
     resources: dict = field(default_factory=dict)
     max_retries: int = 3
-    retry_exceptions: object = False   # bool, or a tuple of exception types (pickled)
+    retry_exceptions: object = False   # bool, or a tuple of exception types, cloudpickled
     actor_id: str | None = None
     options: dict = field(default_factory=dict)
     call_site: str = ""

@@ -118,8 +118,8 @@ class Executor:
         if not on:
             self.blocked = False
             return
-        if not self.sequential or self.current is None:
-            return
+        if not self.sequential or self.current is None or self.actor_spec is not None:
+            return          # an actor's later calls wait for this one: handed back, they were lost
         self.blocked = True
         back = []
         while True:
@@ -373,9 +373,7 @@ class Executor:
         return DynamicObjectRefGenerator(refs)
 
     def _stream_failed(self, spec, refs, err):
-        retry = spec.retry_exceptions
-        retrying = spec.attempt < spec.max_retries and (
-            retry is True or (isinstance(retry, tuple) and isinstance(err, retry)))
+        retrying = spec.attempt < spec.max_retries and _retryable(spec, err)
         if spec.num_returns != "dynamic" or retrying:      # the task fails (and is run again)
             err.__miniray_items__ = [r.hex() for r in refs]
             raise err
@@ -467,8 +465,7 @@ class Executor:
             except Exception:
                 cause = exc.RayError(f"{type(err).__name__}: {err} (the original exception could not be pickled)")
             task_err = exc.RayTaskError(spec.name, text, cause, os.getpid(), frames=frames, exc_only=exc_only)
-        retry = spec.retry_exceptions
-        retryable = retry is True or (isinstance(retry, tuple) and isinstance(err, retry))
+        retryable = _retryable(spec, err)
         return self._failed(spec, task_err, start, retryable=retryable, name=type(err).__name__,
                             items=getattr(err, "__miniray_items__", ()))
 
@@ -502,3 +499,15 @@ class Executor:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def _retryable(spec, err) -> bool:
+    """Whether ``retry_exceptions`` asks for ``err`` to be retried: True, or a tuple of classes
+    (cloudpickled by remote_function._derive, so classes of __main__ load here too)."""
+    retry = spec.retry_exceptions
+    if isinstance(retry, bytes):
+        try:
+            retry = pickle.loads(retry)
+        except Exception:                 # not loadable here: the user's error is reported as is
+            return False
+    return retry is True or (isinstance(retry, tuple) and isinstance(err, retry))

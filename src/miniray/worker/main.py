@@ -12,9 +12,9 @@ read under one lock into one frame buffer.
 
 Other threads: the main thread runs calls (``main``'s loop), or hands them to the actor's thread
 pool or event loop (executor.py); a flusher sends ref drops and "started" notes that would
-otherwise wait.  When the node's socket closes the worker exits at once: its parent is gone.  If
-the driver itself died (SIGKILL), the worker removes the session's shared memory and directory,
-so nothing is left in ``/dev/shm``.
+otherwise wait, and watches the parent process (``Parent``).  On ("stop",) or when the node's
+socket closes the worker exits at once.  If the parent died without a clean stop (any signal),
+the worker removes the session's shared memory and directory, so nothing is left in ``/dev/shm``.
 """
 from __future__ import annotations
 
@@ -32,25 +32,65 @@ from miniray.store.arena import Arena
 from miniray.transport.framing import SPIN_S, Connection, ConnectionClosed, FrameReader
 
 
-def _driver_alive(pid: int) -> bool:
-    from miniray.session import pid_alive
-    return pid_alive(pid)
-
-
-def _die_with_parent():
-    """Linux: get SIGKILL when the process that started us dies, even if the socket stays open."""
+def _dead(pid: int) -> bool:
+    """No such process, or a zombie (killed, not yet reaped)."""
     try:
-        import ctypes
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)   # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except (OSError, IndexError):
+        return True
+
+
+class Parent:
+    """The process that started us (the driver, a head or a node agent) and what to do when it dies.
+
+    Not PR_SET_PDEATHSIG: that signal follows the *thread* that forked us, and the node forks
+    workers on whichever thread runs its step (a user's short-lived thread, too).  Instead the
+    worker exits when the node's socket closes, and the flusher looks at ``getppid`` every 50 ms,
+    which changes the moment the parent process dies (zombie or not), even while some other
+    process keeps the socket open.  A parent that died without a clean stop leaves its shared
+    memory and session directory to us: we remove them, so nothing stays in /dev/shm."""
+
+    def __init__(self, pid: int, arena_path: str, session_dir: str, remote: bool):
+        self.pid, self.arena_path, self.session_dir, self.remote = pid, arena_path, session_dir, remote
+        # else we were not started by it (rely on the socket), or it died while we started up
+        self.watch = os.getppid() == pid or _dead(pid)
+        self.stopping = False                 # the node said ("stop",): a clean shutdown
+
+    def gone(self) -> bool:
+        return self.watch and os.getppid() != self.pid
+
+    def check(self) -> None:
+        """From the flusher: the parent died, though our socket may still be open."""
+        if self.gone():
+            self.exit()
+
+    def node_closed(self) -> None:
+        """The node's socket closed.  A clean stop: just go.  Else the node died or cut us off; a
+        parent on its way out closes its sockets a moment before it stops being our parent, so
+        look for a few seconds (a head that dropped a joined node's worker stays: no wait)."""
+        if not self.stopping and not self.remote:
+            deadline = time.monotonic() + 5.0
+            while self.watch and not self.gone() and time.monotonic() < deadline:
+                time.sleep(0.02)
+        self.exit()
+
+    def exit(self) -> None:
+        if not self.stopping and self.gone() and self.arena_path != "-":
+            try:
+                os.unlink(self.arena_path)
+            except FileNotFoundError:
+                pass
+            shutil.rmtree(self.session_dir, ignore_errors=True)
+        os._exit(0)
 
 
 class Inbox:
     """The node's socket, read by whichever of two threads is free (see the module docstring)."""
 
-    def __init__(self, conn, rt, calls, executor, on_close):
-        self.conn, self.rt, self.calls, self.executor, self.on_close = conn, rt, calls, executor, on_close
+    def __init__(self, conn, rt, calls, executor, parent):
+        self.conn, self.rt, self.calls, self.executor, self.parent = conn, rt, calls, executor, parent
+        self.on_close = parent.node_closed
         self.reader = FrameReader(conn.sock, conn.channel)
         self.lock = threading.Lock()
 
@@ -101,36 +141,37 @@ class Inbox:
                 executor.cancel(item[1])
             elif kind == "terminate":                   # the node ends this actor gracefully
                 _end_gracefully(executor)
+            elif kind == "unloadable":
+                self._unloadable(item)
+            elif kind == "stop":                        # shutdown: an actor's hooks run first
+                self.parent.stopping = True
+                if executor.instance is not None and not executor.exiting:
+                    _end_gracefully(executor, limit=0.8)   # the node waits 1 s for its workers
+                os._exit(0)
+
+    def _unloadable(self, item):
+        """A call that could not be unpickled here (transport/unloadable.py) fails alone."""
+        _, why, inner = item
+        if inner is None or inner[0] != "exec":
+            sys.stderr.write(f"miniray worker: dropped a message from the node: {why}\n")
+            return
+        from miniray import exceptions as exc
+        spec = inner[1]
+        for oid, desc in inner[3].items():
+            if desc[0] in ("shm", "fetch"):
+                self.rt.unpin(oid)
+        err = exc.RaySystemError(f"{spec.name} could not start in its worker: {why}")
+        self.rt.send([("done", spec.task_id, self.executor._failed(spec, err, time.time()))])
 
 
-def _end_gracefully(executor):
-    """Run the actor's shutdown hooks (executor.end_actor), at most 5 s, then exit."""
+def _end_gracefully(executor, limit=5.0):
+    """Run the actor's shutdown hooks (executor.end_actor), at most ``limit`` s, then exit."""
     if executor.instance is not None:
-        threading.Timer(5.0, os._exit, (0,)).start()
+        threading.Timer(limit, os._exit, (0,)).start()
         try:
             executor.end_actor()
         except BaseException:   # a hook that raises or exits: we exit anyway
             pass
-    os._exit(0)
-
-
-def _node_gone(arena_path, session_dir, driver_pid, executor=None):
-    """The node's socket closed: our parent is gone.  If the driver died too (SIGKILL), nobody else
-    will remove the session's shared memory and directory.  An actor that is still alive (the
-    driver called shutdown) ends gracefully first."""
-    driver_alive = _driver_alive(driver_pid)
-    if driver_alive and executor is not None and executor.instance is not None and not executor.exiting:
-        threading.Timer(0.8, os._exit, (0,)).start()   # the node waits 1 s for its workers
-        try:
-            executor.end_actor()
-        except BaseException:
-            pass
-    if not driver_alive and arena_path != "-":
-        try:
-            os.unlink(arena_path)
-        except FileNotFoundError:
-            pass
-        shutil.rmtree(session_dir, ignore_errors=True)
     os._exit(0)
 
 
@@ -151,8 +192,10 @@ def _prefault(arena):
         pass
 
 
-def _flush_loop(rt, executor, stop):
-    while not stop.wait(0.05):
+def _flush_loop(rt, executor, parent):
+    while True:
+        time.sleep(0.05)
+        parent.check()
         try:
             executor.flush_started()
             rt.flush()
@@ -163,18 +206,25 @@ def _flush_loop(rt, executor, stop):
 def main(argv=None):
     sock_path, wid, arena_path, capacity, session_dir, node_id, driver_pid, inline_max = (argv or sys.argv[1:])[:8]
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C in the terminal is the driver's business
-    _die_with_parent()
-    if sock_path.startswith("tcp:"):               # a worker of a joined node: the head is remote
-        from miniray.transport import auth
-        host, port = sock_path[4:].rsplit(":", 1)
-        sock = socket.create_connection((host, int(port)))
-        channel = auth.connect(sock, os.environ["MINIRAY_TOKEN"].encode())
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        arena = None if arena_path == "-" else Arena.attach(arena_path, int(capacity))
-    else:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.connect(sock_path)
-        arena, channel = Arena.attach(arena_path, int(capacity)), None
+    parent = Parent(int(driver_pid), arena_path, session_dir, remote=sock_path.startswith("tcp:"))
+    channel = None
+    try:
+        if sock_path.startswith("tcp:"):               # a worker of a joined node: the head is remote
+            from miniray.transport import auth
+            host, port = sock_path[4:].rsplit(":", 1)
+            sock = socket.create_connection((host, int(port)))
+            channel = auth.connect(sock, os.environ["MINIRAY_TOKEN"].encode())
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            arena = None if arena_path == "-" else Arena.attach(arena_path, int(capacity))
+        else:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.connect(sock_path)
+            arena = Arena.attach(arena_path, int(capacity))
+    except OSError:                 # the node is gone (or going) before we could join it
+        if not parent.gone():       # else our stderr, a pipe to it, is closed too
+            import traceback
+            traceback.print_exc()
+        parent.node_closed()
     conn = Connection(sock, channel)
     from miniray.runtime import Runtime, SocketTransport
     from miniray.worker.executor import Executor
@@ -188,11 +238,11 @@ def main(argv=None):
     conn.send([("hello", wid, os.getpid(), node_id)])
     calls: queue.SimpleQueue = queue.SimpleQueue()
     executor = Executor(rt, wid, node_id, calls)
-    inbox = Inbox(conn, rt, calls, executor,
-                  lambda: _node_gone(arena_path, session_dir, int(driver_pid), executor))
+    rt.one_at_a_time = lambda: executor.actor_spec is not None and executor.sequential
+    inbox = Inbox(conn, rt, calls, executor, parent)
     threading.Thread(target=inbox.reader_thread, daemon=True, name="miniray-reader").start()
     threading.Thread(target=_flush_loop, daemon=True, name="miniray-flusher",
-                     args=(rt, executor, threading.Event())).start()
+                     args=(rt, executor, parent)).start()
     if wid == "w1" or (arena is not None and wid.endswith("-w1")):
         threading.Thread(target=_prefault, args=(arena,), daemon=True, name="miniray-prefault").start()
     # Main loop
