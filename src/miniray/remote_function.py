@@ -15,7 +15,7 @@ import uuid
 
 import cloudpickle
 
-from miniray.options import ACTOR_OPTIONS, TASK_OPTIONS, check_options
+from miniray.options import TASK_OPTIONS, check_options
 from miniray.refs import ObjectRef
 from miniray.runtime import call_site, current_runtime
 from miniray.store.serialization import SCALARS, dumps_code, serialize

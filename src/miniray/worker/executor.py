@@ -29,7 +29,6 @@ import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
 
-import cloudpickle
 
 from miniray import exceptions as exc
 from miniray.exceptions import format_remote_traceback
