@@ -33,7 +33,7 @@ class RuntimeInfo(dict):
 def init(address=None, *, num_cpus=None, num_gpus=None, resources=None, object_store_memory=None,
          ignore_reinit_error=False, namespace=None, runtime_env=None, include_dashboard=None,
          log_to_driver=True, logging_level=None, job_config=None, _inline_max=INLINE_MAX, **unsupported):
-    """Start a local runtime (or, later, connect to a cluster); returns its addresses.
+    """Start a local runtime, or connect to a cluster's head (``address``); returns its addresses.
     ``runtime_env={"env_vars": ...}`` (or ``job_config=JobConfig(runtime_env=...)``) reaches every
     task and actor of this job; a task's own ``runtime_env`` option adds to it."""
     if unsupported:

@@ -1,12 +1,15 @@
 """The runtime's event log: one append-only list that every picture is drawn from.
 
-    driver .remote()/put ──► submitted / put ─┐
-    node scheduler       ──► started/finished ├──► EventLog (driver process) ──► timeline()
-    store                ──► stored / freed / ┘        │                           list_objects()
-                             spilled / restored        └──► events(since) ──────► miniray_magics
+    Node (scheduler/node.py)  ──► submitted / started / finished ─┐
+    ObjectStore (store/)      ──► put / stored / freed /          ├──► EventLog ──► timeline()
+                                  spilled / restored / copied     │       │
+    NodeTable (a node died)   ──► lost / reconstructing          ─┘       └──► events(since), cursor()
+                                                                               ──► miniray_magics
+    a driver joined over TCP reads the head's log by request (cluster/client.py: RemoteEventLog)
 
-Who writes: the runtime object in the driver process, from the driver thread (submissions, puts) and
-from the node's scheduler thread (everything reported by workers and the store).  Workers never hold a
+Who writes: the process that holds the node (the driver in local mode, a cluster's head), from
+whichever thread runs a step of the node's loop (scheduler/node.py) or the driver's own ``put``.
+Workers never hold a
 log; what happens in them reaches the node as messages and is logged there, with the worker's own
 timestamps.
 

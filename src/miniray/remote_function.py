@@ -3,7 +3,8 @@
 ``.remote(*args)`` checks the arguments against the function's signature (a TypeError here, as a
 local call would raise), pickles them (an unpicklable argument is named in the error), turns each
 top-level ObjectRef argument into a dependency, and sends one TaskSpec to the node.  It returns the
-ObjectRef(s) of the values to come.  Nothing blocks: the spec is queued and sent in batches.
+ObjectRef(s) of the values to come.  Nothing waits for the task: in the driver the node takes the
+spec on the caller's thread when it is free (Node.offer), and calls for busy workers go out in batches.
 """
 from __future__ import annotations
 

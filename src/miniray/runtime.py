@@ -6,12 +6,16 @@
             Runtime  ── ids, ref counts, put/get/wait, submit ──► transport
                                                                  │
          driver (local mode): LocalTransport ── Node.offer ──► a step of the Node's loop (same process)
-         worker:              SocketTransport ── node.sock ──► Node (the driver's process)
+         worker:              SocketTransport ── node.sock ──► Node (the driver's or the head's process)
+         worker of a joined node, driver joined over TCP (cluster/client.py):
+                              SocketTransport ── TCP ──────► the head's Node
 
-State owned: ``_counts`` (oid → live ObjectRef instances in this process), ``_pending`` (ref drops
-and unpins not yet sent, in order), ``fns`` (functions already registered with the node), the id
-counter.  The driver's Runtime also owns the Node, the store and the event log; ``shutdown`` closes
-them in order: node thread, workers, arena, session directory.
+State owned: ``_counts`` (oid → live ObjectRef instances in this process), ``_pending`` (ref
+changes and unpins not yet sent, in order; the driver's new refs go to its store at once),
+``fns`` (functions already registered with the node), the id counter.  The driver's Runtime also
+holds the Node, the store and the event log (``api.shutdown`` stops them in order: node thread,
+workers, arena, session directory); a worker's gets ``context_of`` and ``blocking`` from its
+Executor, a joined node's worker ``local_store`` (its node's allocator), a TCP driver ``close``.
 """
 from __future__ import annotations
 

@@ -8,7 +8,7 @@
     transfer.py   object bytes between nodes: every store serves its arena; readers pull copies
     (scheduler/nodes.py: the head's side: membership, heartbeats, death and lineage)
 
-The design, written before the code (what was built differs only where noted):
+As built:
 
     driver ──TCP──┐                       ┌──TCP── node B: NodeAgent ── its arena + its workers
                   ▼                       │
@@ -17,24 +17,30 @@ The design, written before the code (what was built differs only where noted):
                   │  worker on any node, reaches the head, so every ObjectRef is known there)
                   └──TCP── node C: NodeAgent ── ...
 
-State added to the head (plain collections, pure transitions, like scheduler/state.py):
-    nodes       node_id -> {address, total, available, alive, last_heartbeat}
-    slots       worker slots carry their node_id; placement checks that node's ``available``
-                (DEFAULT packs the head first, then spills; SPREAD picks the least loaded node;
-                custom resources and NodeAffinity pick nodes that have them)
-    directory   object id -> {node_ids holding a copy}; an object is READY once one copy exists
-    lineage     object id -> the TaskSpec that produced it, kept while the object is referenced
+State the head keeps for the cluster:
+    nodes       scheduler/state.py ``state.nodes``: node_id -> {total, available, gpus}; worker
+                slots carry their node, and placement checks that node's ``available`` (DEFAULT
+                packs the head first, then the others; SPREAD picks the node with most CPU free;
+                NodeAffinity and custom resources pick nodes that have them)
+    membership  scheduler/nodes.py ``NodeTable``: each agent's connection, info, last heartbeat,
+                and the dead nodes ``nodes()`` still lists
+    directory   store/objects.py: each object's ``node`` (where its bytes live) and ``copies``
+                (more copies readers pulled onto their nodes)
+    lineage     ``NodeTable.lineage`` (task id -> TaskSpec) and ``lineage_of`` (object id -> task
+                id), kept while an output stored on another node is alive
 
-Messages (transport/messages.py naming): node → head  ("hello_node", node_id, ip, total, data_addr),
-("heartbeat", store_used, capacity); head → node ("spawn",), ("free", [blocks]).  Built: a node's
-workers connect to the head themselves (no relaying through the agent), write their results into
-their node's arena and report ("rshm", ...) descriptors; the head hands a reader either the copy on
-its node or ("fetch", data_addr, ...), and the reader pulls the bytes straight into its own arena
-(transfer.py) and reports ("copy", oid, desc).  No Python process holds a whole object twice.
+Messages (transport/messages.py naming): node → head ("hello_node", node_id, ip, total, data_addr),
+("heartbeat", store_used, capacity); head → node ("welcome_node", head_id), ("spawn",),
+("free", [blocks]), ("bye",).  A node's workers connect to the head themselves (no relaying through
+the agent), write their results into their node's arena and report ("rshm", ...) descriptors; the
+head hands a reader either the copy on its node or ("fetch", data_addr, ...), and the reader pulls
+the bytes straight into its own arena (transfer.py) and reports ("copy", oid, desc).  No Python
+process holds a whole object twice.
 
-Failure: a node is dead after 3 missed heartbeats (1 s apart) or a closed connection; its placed
-tasks go back to the ready queue under max_retries, its actors restart elsewhere under
-max_restarts, and objects whose only copy was there are recomputed from ``lineage`` (or raise
-ObjectLostError when the producing task is unknown, e.g. a put).  A lost head closes every agent's
-and driver's connection; they exit, and drivers raise RaySystemError naming the head.
+Failure: a node is dead after ``NodeTable.NODE_TIMEOUT`` (5 s) without a heartbeat (one a second)
+or when its connection closes; its placed tasks go back to the ready queue under max_retries, its
+actors restart elsewhere under max_restarts, and objects whose only copy was there are recomputed
+from lineage (or raise ObjectLostError when the producing task is unknown, e.g. a put).  A lost
+head closes every agent's and driver's connection: agents stop with their workers, and a driver's
+pending and later calls raise RaySystemError naming the head.
 """

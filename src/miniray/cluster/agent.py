@@ -9,7 +9,7 @@
       │ ◄── ("spawn",) from the head when a call fits this node but all its workers are busy
       │ ◄── ("free", [offsets]) when objects stored here are freed cluster-wide
       │ ◄── ("bye",) when the head stops on purpose (an EOF without it means the head was lost)
-      │ ──► ("heartbeat", store_used) every second; a head that hears nothing for 5 s declares
+      │ ──► ("heartbeat", store_used, capacity) every second; a head that hears nothing for 5 s declares
       │     the node dead
       ▼
     head gone (EOF) or SIGTERM → workers are killed (they also die with the agent: PDEATHSIG),

@@ -9,7 +9,9 @@
         SIGTERM or SIGINT stops it: workers, shared memory and the session directory go with it.
     miniray stop: SIGTERM to the heads this user started on this machine (their head files), no others.
 
-Joining further nodes (``start --address``) is not available yet: the head runs the whole cluster.
+Other machines join with ``miniray start --address HOST:PORT`` (cluster/agent.py): the head
+schedules on every node's workers and keeps the directory of every node's objects
+(scheduler/nodes.py); drivers join with ``init(address=...)`` (cluster/client.py).
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The node's actor table: where each actor lives, its call queue, restarts and death.
 
-Runs in the node thread (called from ``Node``).  An actor's life:
+Runs in the node's steps (called from ``Node``, under its baton).  An actor's life:
 
     PENDING ──constructor ok──► ALIVE ──worker died, restarts left──► RESTARTING ──► ALIVE
        │                          │                                       │

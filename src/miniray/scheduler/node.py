@@ -29,8 +29,8 @@ TCP connections from drivers, joined nodes and their workers (``NodeTable.listen
 another node is a client like any other, whose objects live in its own node's arena.
 
 A client is anything that sends client items (transport/messages.py): the driver (in-process, through
-``inbox``) or a worker (through its socket).  Each is known by a *holder* name ("driver", "w3") that
-the store uses to count its refs and pins.
+``inbox``), a worker (through its socket) or a driver joined over TCP.  Each is known by a *holder*
+name ("driver", "w3", "d1") that the store uses to count its refs and pins.
 """
 from __future__ import annotations
 

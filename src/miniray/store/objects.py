@@ -1,7 +1,8 @@
 """The node's object table: every object's state, location, size and who keeps it alive.
 
-Runs in the node (the driver process in local mode).  Mutated by the node thread; the driver thread
-reads ready descriptors and pins under ``lock``.  Nothing here does I/O except spilling to disk.
+Runs in the node's process (the driver in local mode, the head in a cluster).  Changed in the
+node's steps (on whichever thread holds the baton, scheduler/node.py) and by the driver's own put
+and get, all under ``lock``.  Nothing here does I/O except spilling to disk.
 
 An object's state machine (illegal moves raise, STYLE 5):
 

@@ -2,18 +2,21 @@
 
 Every frame is a list of items; each item is a tuple whose first element names it.
 
-client → node (a client is the driver, a worker, or later a remote driver)
+client → node (a client is the driver, a worker, or a driver joined over TCP)
     ("fn", fn_id, blob)                 a pickled function or class, sent once per client
-    ("submit", TaskSpec)                a task, an actor creation or an actor method call
+    ("submit", TaskSpec, ts)            a task or an actor method call (creations are a "req")
     ("refs", [(oid, delta), ...])       ObjectRef counts in that process went 0→1 (+1) or 1→0 (-1)
     ("unpin", [oid, ...])               zero-copy views of these objects died in that process
     ("put", oid, desc, contained, call_site)   a value the client stored itself; desc ("rshm", ...)
                                         means in the arena of the client's own (joined) node
     ("copy", oid, desc)                 the client pulled a copy of oid into its node's arena
     ("write", offset, bytes)            a piece of an object streamed into a block of the head's arena
-    ("req", rid, kind, args)            a request that gets exactly one ("reply", rid, ok, value)
+    ("pin", oid)                        the client holds a zero-copy view of oid (an array it built)
+    ("free_block", offset)              give back a block from an "alloc" that never became an object
+    ("req", rid, kind, args)            a request that gets exactly one ("reply", rid, ok, value);
+                                        kind names a Node._req_<kind> method (get, wait, alloc, ...)
 worker → node only
-    ("hello", worker_id, pid)           first item on a worker's connection
+    ("hello", worker_id, pid, node_id)  first item on a worker's connection (its own node's id)
     ("started", task_id, ts)            the task began to run
     ("done", task_id, Result[, True])   the task ended (value, error, or cancelled); True: no
                                         "started" was sent, it began at Result.start
@@ -21,7 +24,11 @@ worker → node only
 node agent → head
     ("hello_node", node_id, ip, total, data_addr)   first item of a joined node's connection
     ("heartbeat", store_used, store_capacity)       every second
+driver joined over TCP ↔ head
+    ("hello_driver", pid)  ──►  ◄── ("welcome", holder, node_id, arena_path, capacity, inline_max,
+                                     session_dir, node_ip)
 head → node agent
+    ("welcome_node", head_node_id)      the answer to "hello_node"
     ("spawn",)                          start one more worker there
     ("free", [offset, ...])             objects stored on that node were freed
     ("bye",)                            the head is stopping on purpose
@@ -32,6 +39,10 @@ node → worker ("call items")
     ("stop",)                           a clean shutdown: exit now (the node removes the arena)
 node → any client
     ("reply", rid, ok, value)
+node → worker of an actor
+    ("terminate",)                      end the actor gracefully: its shutdown hooks run, then it exits
+node → its own inbox
+    ("handles_gone", actor_id)          the store saw the actor's last handle go (any thread)
 """
 from __future__ import annotations
 
