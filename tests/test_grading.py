@@ -132,6 +132,20 @@ def test_score_table_columns_line_up_under_their_headers():
         assert row[status_at:].startswith(status), (header, row)    # left-aligned under "Status"
 
 
+
+def test_skipped_tests_count_neither_for_nor_against_and_say_why():
+    """On real Ray a check only miniray can make skips: the table says n/a and why, never FAILED."""
+    from miniray.grading.report import Outcome, score_lines
+
+    passed, skip = Outcome("passed", ""), Outcome("skipped", "miniray only: no util.empty on Ray")
+    lines, ok = score_lines([("3.1", "a", passed), ("3.1", "b", skip), ("3.2", "c", skip)], {})
+    text = "\n".join(lines)
+    assert ok, text
+    assert lines[2].split() == ["Task", "3.1", "1/1", "ok"] and lines[3].split() == ["Task", "3.2", "0/0", "n/a"]
+    assert "Score: 1/1 tests passed (2 skipped: not graded here), 1/1 tasks complete." in text
+    assert "Task 3.2, c: miniray only: no util.empty on Ray" in text.partition("Not graded here:")[2]
+    assert not score_lines([("3.2", "c", skip)], {})[1]        # nothing graded is not a pass
+
 # -- the grader on a plain-Python exercise ------------------------------------------------------
 
 PLAIN_TESTS = '''

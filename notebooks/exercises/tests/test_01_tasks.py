@@ -4,6 +4,8 @@ Each ``test_task_N_M_*`` runs in the sandbox that executed the submitted noteboo
 notebook's namespace.  Results are compared with plain Python (the oracle); *how* the work ran is read
 from the runtime's event log and from the source of the student's function.
 """
+import pytest
+
 from miniray.grading.checks import calls_in_loops, events_during, ran_concurrently, tasks_named
 
 EXERCISE = "01_tasks"
@@ -55,13 +57,16 @@ def test_task_1_3_passes_refs_between_tasks(nb):
     adds = tasks_named(evs, "add")
     assert len(adds) == len(xs) - 1, (f"Adding {len(xs)} numbers pairwise takes {len(xs) - 1} add tasks; "
                                       f"tree_sum submitted {len(adds)}.")
+    lines = calls_in_loops(nb.source("tree_sum"), "get")
+    assert not lines, (f"tree_sum calls ray.get inside a loop (line {lines[0]} of the function). "
+                       "Call it once, on the last ref.")
+    if nb.ray.__name__ == "ray":
+        pytest.skip("miniray only: Ray's state API records no dependency edges, so which add task "
+                    "was given another's ObjectRef cannot be read")
     returned = {oid for e in adds for oid in (e.get("returns") or ())}
     chained = [e for e in adds if returned.intersection(e.get("deps") or ())]
     assert chained, ("No add task received the ObjectRef of another add task. Pass the refs from "
                      "add.remote(...) straight into the next add.remote(...), without ray.get.")
-    lines = calls_in_loops(nb.source("tree_sum"), "get")
-    assert not lines, (f"tree_sum calls ray.get inside a loop (line {lines[0]} of the function). "
-                       "Call it once, on the last ref.")
 
 
 def test_task_1_4_same_total(nb):

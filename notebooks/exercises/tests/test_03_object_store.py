@@ -7,6 +7,7 @@ built in the store, results taken as they finish) is read from the event log and
 import math
 
 import numpy as np
+import pytest
 
 from miniray.grading.checks import calls, events_during, run_intervals, shared_dependency, tasks_named
 
@@ -33,6 +34,8 @@ def test_task_3_1_every_task_shares_one_reference(nb):
     _, evs = events_during(nb.parallel_sum, arr, 4)
     parts = tasks_named(evs, "chunk_sum")
     assert len(parts) == 4, f"parallel_sum(arr, 4) should run four chunk_sum tasks, it ran {len(parts)}."
+    if nb.ray.__name__ == "ray":
+        pytest.skip("miniray only: Ray's state API does not record which ObjectRefs a task was given")
     assert shared_dependency(parts), ("The chunk_sum tasks did not all receive the same ObjectRef, so the array "
                                       "was stored more than once. Call ray.put(arr) once and pass that ref.")
     big = [e for e in evs if e["kind"] == "put" and e.get("size", 0) >= arr.nbytes]
@@ -41,6 +44,8 @@ def test_task_3_1_every_task_shares_one_reference(nb):
 
 def test_task_3_2_ramp_built_in_the_store(nb):
     ray = nb.ray         # the engine the notebook imported: miniray, or real Ray
+    if ray.__name__ == "ray":
+        pytest.skip("miniray only: Ray has no util.empty to build a writable array in its object store")
 
     ref = nb.ramp_in_store(1000)
     assert type(ref).__name__ == "ObjectRef", f"ramp_in_store should return an ObjectRef (from ray.put), not {type(ref).__name__}."
@@ -58,7 +63,12 @@ def test_task_3_3_results_in_finishing_order(nb):
     runs = tasks_named(evs, "sleepy")
     assert len(runs) == len(delays), f"as_they_finish should start one sleepy task per delay ({len(delays)})."
     finished = {e["task_id"]: e["ts"] for e in evs if e["kind"] == "finished"}
-    when = {d: finished.get(run["task_id"], math.inf) for d, run in zip(delays, runs)}
+    started = {e["task_id"]: e["ts"] for e in evs if e["kind"] == "started"}
+    # Which run slept which delay: the longer the sleep, the longer the run (submission order is
+    # not enough: Ray stamps submissions in whole milliseconds, and four can share one).
+    ran_for = sorted((finished.get(r["task_id"], math.inf) - started.get(r["task_id"], 0.0), r["task_id"])
+                     for r in runs)
+    when = {d: finished.get(tid, math.inf) for d, (_, tid) in zip(sorted(delays), ran_for)}
     expected = sorted(delays, key=when.get)
     # Two tasks that finish within a few milliseconds may both be ready at one ray.wait: either order is fine.
     late = [(a, b) for i, a in enumerate(got) for b in got[i + 1:] if when[a] > when[b] + 0.03]

@@ -8,6 +8,7 @@ import gc
 import time
 
 import numpy as np
+import pytest
 
 from miniray.grading.checks import events_during, live_objects_peak, tasks_named
 
@@ -48,6 +49,8 @@ def test_task_4_2_same_result(nb):
 
 
 def test_task_4_2_intermediates_are_freed(nb):
+    if nb.ray.__name__ == "ray":
+        pytest.skip("miniray only: Ray's state API does not report when an object is freed")
     from miniray.util.state import list_objects
 
     before = len(list_objects())

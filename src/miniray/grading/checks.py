@@ -42,9 +42,10 @@ def events_during(fn: Callable, *args, settle_s: float = 3.0, **kwargs) -> tuple
     ev = event_log()
     start = ev.cursor()
     if hasattr(ev, "wait_for"):                      # Ray
+        began = time.time()
         result = fn(*args, **kwargs)
         ev.wait_for(start)
-        return result, ev.events(start)
+        return result, _submitted_since(ev.events(start), began)
     result = fn(*args, **kwargs)
     deadline = time.monotonic() + settle_s
     while True:
@@ -54,6 +55,15 @@ def events_during(fn: Callable, *args, settle_s: float = 3.0, **kwargs) -> tuple
         if submitted <= finished or time.monotonic() > deadline:
             return result, evs
         time.sleep(0.02)
+
+
+def _submitted_since(evs: list[dict], began: float, slack_s: float = 0.01) -> list[dict]:
+    """Ray's events of tasks submitted at or after ``began`` (wall clock), and its object rows.
+
+    Ray reports task events about once a second, so an earlier call's tasks can reach the log after
+    this call's cursor was taken; their submission time says they are not this call's."""
+    mine = {e["task_id"] for e in evs if e["kind"] == "submitted" and e["ts"] >= began - slack_s}
+    return [e for e in evs if "task_id" not in e or e["task_id"] in mine]
 
 
 def tasks_named(evs: list[dict], name: str | None = None, kind: str | None = None) -> list[dict]:

@@ -116,34 +116,47 @@ def describe(err: BaseException, test_file: str | None = None) -> Outcome:
 def score_lines(results: list[tuple[str, str, Outcome]], hints: dict[str, str]) -> tuple[list[str], bool]:
     """The score table: one line per task, then what to do for each task that is not passing.
 
-    ``results`` holds (task, test name, outcome) in the order the tests ran.
+    ``results`` holds (task, test name, outcome) in the order the tests ran.  A ``skipped`` test
+    (one that does not apply here, e.g. a check only miniray can make, graded on real Ray) counts
+    neither for nor against: a task's "Passed" is out of its tests that apply, a task whose tests
+    all skipped reads ``n/a``, and the reasons are listed under "Not graded here".
     """
     tasks: dict[str, list[tuple[str, Outcome]]] = {}
     for task, name, outcome in results:
         tasks.setdefault(task, []).append((name, outcome))
     lines = [f"{'Task':<10}{'Passed':>8}  Status", f"{'-' * 10}{'-' * 8}  {'-' * 10}"]
     advice: list[str] = []
+    skipped: list[str] = []
     for task, tests in tasks.items():
-        passed = sum(o.status in ("passed", "skipped") for _, o in tests)
-        statuses = [o.status for _, o in tests if o.status not in ("passed", "skipped")]
-        status = "ok" if not statuses else ("NOT DONE" if "not_done" in statuses else statuses[0].upper())
+        applies = [(name, o) for name, o in tests if o.status != "skipped"]
+        passed = sum(o.status == "passed" for _, o in applies)
+        statuses = [o.status for _, o in applies if o.status != "passed"]
+        status = ("n/a" if not applies else "ok" if not statuses else
+                  "NOT DONE" if "not_done" in statuses else statuses[0].upper())
         label = f"Task {task}" if task != "-" else "other"
-        lines.append(f"{label:<10}{f'{passed}/{len(tests)}':>8}  {status}")   # under the headers
+        lines.append(f"{label:<10}{f'{passed}/{len(applies)}':>8}  {status}")   # under the headers
+        for name, o in tests:
+            if o.status == "skipped":
+                skipped.append(f"    {label}, {name}: {o.message}")
         if statuses:
             advice.append(f"{label}:")
             shown = set()
-            for name, o in tests:
-                if o.status in ("passed", "skipped") or o.message in shown:
+            for name, o in applies:
+                if o.status == "passed" or o.message in shown:
                     continue
                 shown.add(o.message)
                 advice.extend("    " + ln for ln in o.message.splitlines())
             if task in hints:
                 advice.append(f"    Hint: {hints[task]}")
-    total = sum(len(t) for t in tasks.values())
-    passed = sum(o.status in ("passed", "skipped") for _, _, o in results)
-    done = sum(all(o.status in ("passed", "skipped") for _, o in t) for t in tasks.values())
+    graded = [o for _, _, o in results if o.status != "skipped"]
+    passed = sum(o.status == "passed" for o in graded)
+    counted = [t for t in tasks.values() if any(o.status != "skipped" for _, o in t)]
+    done = sum(all(o.status in ("passed", "skipped") for _, o in t) for t in counted)
     lines.append("")
-    lines.append(f"Score: {passed}/{total} tests passed, {done}/{len(tasks)} tasks complete.")
+    extra = f" ({len(results) - len(graded)} skipped: not graded here)" if len(graded) < len(results) else ""
+    lines.append(f"Score: {passed}/{len(graded)} tests passed{extra}, {done}/{len(counted)} tasks complete.")
+    if skipped:
+        lines += ["", "Not graded here:"] + skipped
     if advice:
         lines += ["", "What to do next:"] + advice
-    return lines, passed == total and total > 0
+    return lines, passed == len(graded) and len(graded) > 0

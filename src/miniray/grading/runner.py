@@ -24,31 +24,43 @@ from multiprocessing.connection import Pipe
 from miniray.grading.report import Outcome
 
 GRACE_S = 5.0          # how long a child gets to report, shut its runtime down and exit
+RAY_START_S = 60.0     # extra time on real Ray for a cell that starts it (6-20 s on a loaded laptop)
 
 
 class Sandbox:
     """One submission notebook, graded in a child process that is restarted after a failure."""
 
     def __init__(self, notebook: str, test_timeout: float = 20.0, load_timeout: float = 60.0,
-                 cell_timeout: float | None = None):
+                 cell_timeout: float | None = None, ray_start_s: float = RAY_START_S):
+        from miniray import engines
+
         self.notebook = os.path.abspath(notebook)
+        self.engine = engines.engine_name()          # $MINIRAY_ENGINE, read once
         self.test_timeout = test_timeout
-        self.load_timeout = load_timeout
         self.cell_timeout = cell_timeout or test_timeout
+        # On Ray, a cell that runs before Ray is up gets ray_start_s more (the child adds it), and
+        # so does the whole load.
+        self.ray_start_s = ray_start_s if self.engine == "ray" else 0.0
+        self.load_timeout = load_timeout + self.ray_start_s
         self._proc: subprocess.Popen | None = None
         self._conn = None
         self._log = tempfile.NamedTemporaryFile(prefix="miniray-grading-", suffix=".log", delete=False)
         self._log.close()
+        self._ray_env = None
+        if self.engine == "ray":            # one temp dir of its own for Ray (engines.py says why)
+            self._ray_env = engines.fresh_ray_env()
+            self._env = self._ray_env.__enter__()
 
     # -- the child's life ---------------------------------------------------------------------
     def _start(self) -> Outcome | None:
         """Start a child and wait for the notebook to load; an Outcome when that failed."""
         parent, child = Pipe()
-        env = dict(os.environ, MINIRAY_GRADING_LOG=self._log.name, PYTHONUNBUFFERED="1")
+        env = dict(self._env if self._ray_env else os.environ,
+                   MINIRAY_GRADING_LOG=self._log.name, PYTHONUNBUFFERED="1")
         env.setdefault("MPLBACKEND", "Agg")
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "miniray.grading.sandbox", str(child.fileno()), self.notebook,
-             str(self.cell_timeout)],
+             str(self.cell_timeout), str(self.ray_start_s)],
             pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL, start_new_session=True, cwd=os.path.dirname(self.notebook), env=env)
         child.close()
@@ -85,6 +97,9 @@ class Sandbox:
 
     def close(self) -> None:
         self._stop()
+        if self._ray_env is not None:
+            self._ray_env, env = None, self._ray_env
+            env.__exit__(None, None, None)
         try:
             os.unlink(self._log.name)
         except FileNotFoundError:

@@ -6,11 +6,17 @@
                                                                 ▼
                                             namespace of a fresh ``__main__`` module
 
-Runs as ``python -m miniray.grading.sandbox FD NOTEBOOK CELL_TIMEOUT`` with a pipe on FD.  Its stdout
+Runs as ``python -m miniray.grading.sandbox FD NOTEBOOK CELL_TIMEOUT [RAY_START_S]`` with a pipe on FD.  Its stdout
 and stderr (and so the student's prints and the runtime workers' output) go to a log file, never to
 the grader's terminal.  Every cell and every test runs under a SIGALRM deadline; a test that runs out
 of time is reported and then this process shuts its runtime down and exits, so the next test starts
 from a fresh copy of the notebook.  State owned: the ``Submission`` (namespace, cell errors).
+
+On real Ray (``MINIRAY_ENGINE=ray``) a cell that runs while Ray is not yet up gets ``RAY_START_S``
+more time (Ray's start alone takes 6-20 s on a loaded laptop).  Stopping Ray after a deadline, or at
+exit, is ``ray.shutdown()`` and then ending every process this one started that is still alive: a
+deadline that rang inside ``ray.init()`` leaves a half-started node (GCS, raylet, dashboard, workers)
+that ``ray.shutdown()`` does not know about.
 """
 from __future__ import annotations
 
@@ -25,6 +31,7 @@ from multiprocessing.connection import Connection
 from miniray import engines
 from miniray.grading import notebook
 from miniray.grading.report import Outcome, describe, task_of_test
+from miniray.util import ray_events
 
 
 class Deadline(BaseException):
@@ -42,7 +49,7 @@ class NotDefined(AssertionError):
 class Submission:
     """The executed notebook, as tests see it: ``nb.count_words``, ``nb["Counter"]``, ``nb.source(...)``."""
 
-    def __init__(self, path: str, cell_timeout: float):
+    def __init__(self, path: str, cell_timeout: float, ray_start_s: float = 0.0):
         self._path = path
         self._module = types.ModuleType("__main__")
         self._module.__dict__["display"] = print
@@ -50,6 +57,7 @@ class Submission:
         self._defines: dict[str, int] = {}                                # name -> cell index
         self._task: str | None = None                                     # task of the running test
         self.engine = engines.engine_name()          # $MINIRAY_ENGINE: miniray, or ray
+        self._ray_start_s = ray_start_s
         sys.modules["__main__"] = self._module
         for cell in notebook.cells(notebook.read_notebook(path)):
             if cell.kind == "code":
@@ -63,6 +71,8 @@ class Submission:
             if engines.ONLY_TAG in cell.tags:
                 return
             code = engines.to_ray(code)
+            if not ray_events.ray_running():         # this cell may be the one that starts Ray
+                timeout += self._ray_start_s
         under = f", under Task {cell.task}" if cell.task else ""
         filename = f"<cell {cell.index + 1}{under}>"   # what a student reads: position from the top
         linecache.cache[filename] = (len(code), None, code.splitlines(keepends=True), filename)
@@ -178,17 +188,46 @@ def _shutdown_runtime() -> None:
             runtime.shutdown()
     except Exception:  # noqa: BLE001 - exiting anyway
         pass
+    if "ray" in sys.modules:
+        _shutdown_ray()
+
+
+def _shutdown_ray(grace_s: float = 10.0) -> None:
+    """``ray.shutdown()``, then end what is left of the processes this one started (Ray's)."""
+    try:
+        with deadline(grace_s):
+            sys.modules["ray"].shutdown()
+    except (Exception, Deadline):  # noqa: BLE001 - a half-started Ray: the processes go below
+        pass
+    try:
+        import psutil
+    except ImportError:            # ray[default] brings psutil; without it, shutdown() is all
+        return
+    left = psutil.Process().children(recursive=True)
+    for proc in left:
+        try:
+            proc.terminate()
+        except psutil.Error:
+            pass
+    _, alive = psutil.wait_procs(left, timeout=3)
+    for proc in alive:
+        try:
+            proc.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(alive, timeout=2)
 
 
 def main(argv: list[str]) -> int:
     fd, path, cell_timeout = int(argv[0]), argv[1], float(argv[2])
+    ray_start_s = float(argv[3]) if len(argv) > 3 else 0.0
     conn = Connection(fd)
     log = os.open(os.environ.get("MINIRAY_GRADING_LOG", os.devnull), os.O_WRONLY | os.O_CREAT | os.O_APPEND)
     os.dup2(log, 1)
     os.dup2(log, 2)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        sub = Submission(path, cell_timeout)
+        sub = Submission(path, cell_timeout, ray_start_s)
         conn.send({"op": "loaded"})
         # Main loop: one request at a time until the grader hangs up or a test times out.
         while True:
