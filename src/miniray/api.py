@@ -31,7 +31,7 @@ class RuntimeInfo(dict):
 # -- start and stop --------------------------------------------------------------------------------
 def init(address=None, *, num_cpus=None, num_gpus=None, resources=None, object_store_memory=None,
          ignore_reinit_error=False, namespace=None, runtime_env=None, include_dashboard=None,
-         log_to_driver=True, logging_level=None, _inline_max=INLINE_MAX, **unsupported):
+         log_to_driver=True, logging_level=None, local_mode=False, _inline_max=INLINE_MAX, **unsupported):
     """Start a local runtime (or, later, connect to a cluster); returns its addresses."""
     if unsupported:
         raise TypeError(f"init() got unexpected argument(s) {sorted(unsupported)}.")
@@ -45,6 +45,12 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None, object_s
             raise ValueError(f"init({name}={v!r}): give a number >= 0.")
     if resources is not None and not isinstance(resources, dict):
         raise TypeError("init(resources=...) takes a dict such as {'teacher': 1}.")
+    if local_mode:                # debug mode: every call inline in this thread (local_mode.py)
+        from miniray.local_mode import LocalModeRuntime
+        _rt._current = LocalModeRuntime(num_cpus=num_cpus, num_gpus=num_gpus, resources=resources,
+                                        namespace=namespace or "default", inline_max=_inline_max)
+        atexit.register(_shutdown_at_exit)
+        return _info(_rt._current)
     address = address or os.environ.get("MINIRAY_ADDRESS") or None
     if address not in (None, "local"):
         from miniray.cluster.client import connect
