@@ -32,10 +32,12 @@ class RuntimeInfo(dict):
 # -- start and stop --------------------------------------------------------------------------------
 def init(address=None, *, num_cpus=None, num_gpus=None, resources=None, object_store_memory=None,
          ignore_reinit_error=False, namespace=None, runtime_env=None, include_dashboard=None,
-         log_to_driver=True, logging_level=None, job_config=None, _inline_max=INLINE_MAX, **unsupported):
+         log_to_driver=True, logging_level=None, job_config=None, local_mode=False,
+         _inline_max=INLINE_MAX, **unsupported):
     """Start a local runtime, or connect to a cluster's head (``address``); returns its addresses.
     ``runtime_env={"env_vars": ...}`` (or ``job_config=JobConfig(runtime_env=...)``) reaches every
-    task and actor of this job; a task's own ``runtime_env`` option adds to it."""
+    task and actor of this job; a task's own ``runtime_env`` option adds to it.  ``local_mode=True``
+    runs every call inline in this process, in order (a debug mode; Ray 2.60 removed it)."""
     if unsupported:
         raise TypeError(f"init() got unexpected argument(s) {sorted(unsupported)}.")
     tracebacks.install()      # uncaught errors show the user's frames, not the runtime's
@@ -59,6 +61,12 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None, object_s
             raise ValueError(f"init({name}={v!r}): give a number >= 0.")
     if resources is not None and not isinstance(resources, dict):
         raise TypeError("init(resources=...) takes a dict such as {'teacher': 1}.")
+    if local_mode:                # debug mode: every call inline in this thread (local_mode.py)
+        from miniray.local_mode import LocalModeRuntime
+        _rt._current = LocalModeRuntime(num_cpus=num_cpus, num_gpus=num_gpus, resources=resources,
+                                        namespace=namespace or "default", inline_max=_inline_max)
+        atexit.register(_shutdown_at_exit)
+        return _info(_rt._current)
     address = address or os.environ.get("MINIRAY_ADDRESS") or None
     if address not in (None, "local"):
         from miniray.cluster.client import connect

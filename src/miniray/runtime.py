@@ -444,7 +444,7 @@ class Runtime:
 
     def get(self, oids: list, timeout=None) -> list:
         descs = self.get_descs(oids, timeout)
-        if len(descs) < len(set(oids)):     # one failed before the others were ready: raise it
+        if len(descs) != len(oids) and len(descs) < len(set(oids)):   # one failed first: raise it
             for o, d in descs.items():
                 if d[0] in ("shm", "fetch"):
                     self.unpin(o)

@@ -49,6 +49,17 @@ class ArgRef:
         return (ArgRef, (self.oid,))
 
 
+def fill_args(spec, values: dict) -> tuple:
+    """(args, kwargs) of a call, each ArgRef replaced by its value in ``values`` (oid -> value)."""
+    if spec.args[0] == "ref":
+        args, kwargs = values.pop(spec.args[1])
+    else:
+        args, kwargs = deserialize(spec.args)
+    args = tuple(values[a.oid] if type(a) is ArgRef else a for a in args)
+    kwargs = {k: values[v.oid] if type(v) is ArgRef else v for k, v in kwargs.items()}
+    return args, kwargs
+
+
 def _did_you_mean(err) -> str:
     """Python 3.12's hint for a misspelt name, which 3.11 prints only for uncaught errors."""
     name = getattr(err, "name", None)
@@ -331,13 +342,7 @@ class Executor:
             if desc[0] == "error":
                 raise pickle.loads(desc[1])
             values[oid] = self.rt.value_of(oid, desc)
-        if spec.args[0] == "ref":
-            args, kwargs = values.pop(spec.args[1])
-        else:
-            args, kwargs = deserialize(spec.args)
-        args = tuple(values[a.oid] if type(a) is ArgRef else a for a in args)
-        kwargs = {k: values[v.oid] if type(v) is ArgRef else v for k, v in kwargs.items()}
-        return args, kwargs, None
+        return (*fill_args(spec, values), None)
 
     def _stream(self, spec, gen):
         """Put each yielded value as its own object right away; return refs to all of them.
