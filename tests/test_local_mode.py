@@ -171,7 +171,7 @@ def test_taskgraph_magic_draws_what_ran_inline(local):
         graph = result.result
         assert captured.stdout.splitlines()[:3] == ["sq 2", "sq 3", "13"]
         labels = sorted(d["label"] for _, d in graph.nodes(data=True))
-        assert labels == ["add(0)", "sq(0)", "sq(1)"]
+        assert labels == ["add #1", "sq #1", "sq #2"]
         assert {d["state"] for _, d in graph.nodes(data=True)} == {"FINISHED"}
         assert graph.number_of_edges() == 2
         shell.run_cell("%unload_ext miniray_magics")

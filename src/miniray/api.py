@@ -64,7 +64,8 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None, object_s
     if local_mode:                # debug mode: every call inline in this thread (local_mode.py)
         from miniray.local_mode import LocalModeRuntime
         _rt._current = LocalModeRuntime(num_cpus=num_cpus, num_gpus=num_gpus, resources=resources,
-                                        namespace=namespace or "default", inline_max=_inline_max)
+                                        namespace=namespace or "default", inline_max=_inline_max,
+                                        job_env=job_env)
         atexit.register(_shutdown_at_exit)
         return _info(_rt._current)
     address = address or os.environ.get("MINIRAY_ADDRESS") or None

@@ -74,8 +74,11 @@ class LocalModeRuntime:
     """Stands where ``runtime.Runtime`` does for api.py, remote_function.py and actor.py."""
 
     def __init__(self, *, num_cpus=None, num_gpus=None, resources=None, namespace="default",
-                 inline_max=100 * 1024):
+                 inline_max=100 * 1024, job_env=None):
         self.holder, self.job_id, self.namespace = "driver", "01000000", namespace
+        # every call runs in this process, so the job's env_vars are this process's environment
+        self.job_env = dict(job_env or {})
+        os.environ.update(self.job_env)
         self.node_id = uuid.uuid4().hex
         self.address, self.session_dir, self.lost = None, "", ""
         self.inline_max, self.node, self.store, self.arena = inline_max, None, None, None
@@ -254,7 +257,7 @@ class LocalModeRuntime:
         if spec.type == "actor_creation":
             return []
         if n in ("streaming", "dynamic"):
-            from miniray.generators import ObjectRefGenerator, item_id
+            from miniray.generators import DynamicObjectRefGenerator, item_id
             from miniray.refs import ObjectRef
             if not (inspect.isgenerator(value) or isinstance(value, list)):
                 raise TypeError(f"{spec.name} was called with num_returns={n!r} but returned "
@@ -264,7 +267,7 @@ class LocalModeRuntime:
                 oid = item_id(spec.task_id, len(refs))
                 refs.append(ObjectRef(oid))
                 self._store(oid, ("ok", item), _SIZE_UNKNOWN, spec.call_site, task_id=spec.task_id)
-            return [(spec.returns[0], ObjectRefGenerator(refs))]
+            return [(spec.returns[0], DynamicObjectRefGenerator(refs))]   # as the executor's _stream_end
         if n == 1:
             return [(spec.returns[0], value)]
         values = list(value) if value is not None else []
