@@ -89,7 +89,7 @@ def timeline_of(events: Iterable[dict[str, Any]], *, slots: int | None = None,
                 ) -> TimelineData:
     """The Gantt chart of ``events``; ``window=(t_from, t_to)`` keeps and clips bars to it."""
     events = list(events)
-    graph = graph_of(events)
+    graph = graph_of(events, operators=False)
     now = now if now is not None else max((e["ts"] for e in events), default=0.0)
     nodes = {e.get("node_id") for e in events if e["kind"] == "started"}
     open_bars: dict[str, dict] = {}
