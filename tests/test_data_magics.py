@@ -31,7 +31,7 @@ def _events(calls):
         out.append({"kind": "submitted", "ts": ts, "seq": len(out), "task_id": tid, "name": name,
                     "type": kind, "actor_id": actor, "deps": list(deps), "returns": [f"o{i}"]})
         out.append({"kind": "started", "ts": ts + 0.1, "seq": len(out), "task_id": tid,
-                    "worker_id": f"w{i % 2}", "node_id": "n"})
+                    "worker_id": f"w{i % 2}", "node_id": "n", "actor_id": actor})
         out.append({"kind": "finished", "ts": ts + 0.5, "seq": len(out), "task_id": tid,
                     "worker_id": f"w{i % 2}", "state": "FINISHED"})
         ts += 0.2
@@ -96,6 +96,8 @@ def test_taskgraph_timeline_and_widgets_of_a_pipeline_in_a_real_kernel(tmp_path)
         "g = %taskgraph\nprint(len(rows), sorted(d['label'] for _, d in g.nodes(data=True)))",
         "t = %timeline --cell\nprint(t.data.rows, sorted({b.name for b in t.data.bars}))\nt",
         "ray.data.range(2000, override_num_blocks=8).map_batches(lambda b: b).count()",
+        "ray.data.DataContext.get_current().enable_progress_bars = False\n"
+        "ray.data.range(2000, override_num_blocks=8).map(lambda r: r).count()",
     ]
     outs = _run_notebook(tmp_path, cells)
     assert (tmp_path / "graph.png").read_bytes()[:4] == b"\x89PNG"
@@ -111,12 +113,12 @@ def test_taskgraph_timeline_and_widgets_of_a_pipeline_in_a_real_kernel(tmp_path)
     assert "ReadCSV->Map(add_fare)" in names and "Sort(per_km) reduce" in names, names
     assert any("image/png" in o.get("data", {}) for o in outs[3])
     # One widget per operator, and no text bars in the cells' output.
-    for index, operators in ((1, 2), (4, 1)):
+    for index, operators in ((1, 2), (4, 1), (5, 0)):     # the last with the bars off
         widgets = [o for o in outs[index] if WIDGET in o.get("data", {})]
         assert len(widgets) == operators, outs[index]
         streams = [o for o in outs[index] if o.output_type == "stream"]
         assert not streams, streams
-    assert "2000" in _text(outs[4])
+    assert "2000" in _text(outs[4]) and "2000" in _text(outs[5])
 
 
 def test_text_bars_are_redrawn_in_place_at_a_bounded_rate_on_a_terminal():
@@ -158,3 +160,17 @@ def test_text_bars_are_redrawn_in_place_at_a_bounded_rate_on_a_terminal():
     # At most one redraw per REDRAW (0.2 s) per operator, plus the final line of each.
     assert 1 <= draws <= wall / 0.2 + 3, (draws, wall, text[-500:])
     assert text.count("\n") <= 3, text[-500:]
+
+
+def test_timeline_names_bars_by_operator_with_a_row_per_pool_actor():
+    from miniray_magics.timeline import timeline_of
+
+    calls = [("ReadRange->Map(f)", [], "task", None) for _ in range(2)]
+    calls += [("MapBatches(Model).__init__", [], "actor_creation", a) for a in ("a1", "a2")]
+    calls += [("MapBatches(Model).process", [f"o{i}"], "actor_method", ("a1", "a2")[i])
+              for i in range(2)]
+    data = timeline_of(_events(calls))
+    assert {b.name for b in data.bars} == {"ReadRange->Map(f)", "MapBatches(Model)",
+                                           "MapBatches(Model) actors"}
+    assert sorted(data.actor_rows) == [r for r in data.rows if r.startswith("MapBatches(Model)")]
+    assert len(data.actor_rows) == 2
