@@ -122,6 +122,17 @@ def _count_text(data: dict) -> str | None:
                       for s, n in sorted(states.items(), key=lambda kv: -kv[1]))
 
 
+def _box_label(data: dict) -> tuple[str, float]:
+    """The text in a node's box and its size relative to the font: a dataset operator's long name
+    (``ReadCSV->Map(add_fare)``) goes on two smaller lines, broken after an arrow or a space."""
+    op = data.get("operator")
+    if not op or len(op) <= 20:
+        return shorten(op or data["label"], 20), 1.0
+    cut = max(op.rfind("->", 0, 24), op.rfind(" ", 0, 24))
+    head, tail = (op[:cut], op[cut:].lstrip()) if cut > 0 else (op[:20], op[20:])
+    return f"{shorten(head, 24)}\n{shorten(tail, 24)}", 0.8
+
+
 def render_png(graph: nx.DiGraph) -> bytes:
     """The graph as a PNG: boxes coloured by state or worker, arrows for ObjectRef dependencies."""
     from matplotlib.patches import FancyBboxPatch, Patch, Rectangle
@@ -187,10 +198,16 @@ def render_png(graph: nx.DiGraph) -> bytes:
         counts = _count_text(data)
         if counts and color == "state" and len(data["states"]) > 1:
             _fill_by_state(ax, box, x, y, data["states"])
-        ax.text(x, y + (BOX_H * 0.17 if counts else 0), shorten(data["label"], 20), ha="center",
-                va="center", fontsize=font, zorder=3)
+        text, size = _box_label(data)
+        if data.get("operator"):   # a dataset operator: its name, then how many block tasks
+            n = data["count"]
+            tasks = f"{n} task{'s' * (n != 1)}"
+            counts = f"{tasks}: {counts}" if set(data["states"]) - {"FINISHED"} else f"{tasks}, done"
+        two = "\n" in text
+        ax.text(x, y + (BOX_H * (0.2 if two else 0.17) if counts else 0), text, ha="center",
+                va="center", fontsize=font * size, zorder=3, linespacing=1.0)
         if counts:
-            ax.text(x, y - BOX_H * 0.24, shorten(counts, 30), ha="center", va="center",
+            ax.text(x, y - BOX_H * (0.3 if two else 0.24), shorten(counts, 30), ha="center", va="center",
                     fontsize=font * 0.72, zorder=3)
 
     handles = [Patch(facecolor=c, edgecolor="#333333", label=k) for k, c in legend.items()]

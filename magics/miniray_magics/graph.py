@@ -23,6 +23,13 @@ objects, and objects from outside the events that a task took as an argument).  
 ``start``/``end``  timestamps of started/finished (or None); ``error``: exception class name
 ``count``     1, or the number of calls a collapsed node stands for (with ``states``, a count per
               state)
+Operators: a task named like a Ray Data operator (``ReadCSV->Map(add_fare)``, ``Sort(x) map``: a
+capitalised name, optionally with ``(...)`` or ``[...]``, chained by ``->``, optionally followed by a
+lower-case step), or a call of an actor class named so (``MapBatches(Model).__call__``), is one
+block's work of that operator.  ``graph_of`` always draws such calls collapsed, one node per operator
+with the count of its block tasks, whatever ``max_nodes`` says; the ``miniray.put`` objects only
+those calls read (the operator's functions, an actor pool's handles) join the operator's node.
+
 Edges run from the producer of an ObjectRef to the task that took it, with ``object_ids`` (a list)
 and ``count``.
 """
@@ -68,6 +75,21 @@ class TaskGraph(nx.DiGraph):
 _DASK_KEY = re.compile(r"^\(?'?([A-Za-z_][\w.-]*?)(?:-[0-9a-f]{8,})?'?(?:,.*\))?$")
 
 
+_OP = r"[A-Z][A-Za-z0-9]*(?:\((?:[^()]|\([^()]*\))*\)|\[[^\]]*\])?"
+_OPERATOR = re.compile(rf"^{_OP}(?:->{_OP})*(?: [a-z]+)?$")
+_POOL = re.compile(rf"^(?P<op>{_OP}(?:->{_OP})*)\.\w+$")
+
+
+def operator_of(name: str, kind: str = "task") -> str | None:
+    """The Ray Data operator a call belongs to (see the module docstring), or None."""
+    if kind == "task":
+        return name if _OPERATOR.match(name) else None
+    m = _POOL.match(name) if kind in ("actor_method", "actor_creation") else None
+    if m and ("(" in m["op"] or "[" in m["op"] or "->" in m["op"]):   # not a plain ``Counter.incr``
+        return m["op"] + (" actors" if kind == "actor_creation" else "")
+    return None
+
+
 def display_name(name: str) -> str:
     """``Counter.__init__`` reads as ``Counter``; a Dask key such as ``('add-3f2a…', 0, 1)`` reads as
     ``add``, so the calls of one Dask operation group together; everything else keeps its name."""
@@ -82,8 +104,10 @@ def call_label(name: str, index: int) -> str:
     return f"{name} #{index + 1}"
 
 
-def graph_of(events: Iterable[dict[str, Any]], max_nodes: int | None = None) -> TaskGraph:
-    """The DAG of everything submitted in ``events``; collapsed by function above ``max_nodes``."""
+def graph_of(events: Iterable[dict[str, Any]], max_nodes: int | None = None,
+             operators: bool = True) -> TaskGraph:
+    """The DAG of everything submitted in ``events``; collapsed by function above ``max_nodes``;
+    dataset operators' calls collapsed into one node each unless ``operators=False``."""
     graph = TaskGraph()
     producer: dict[str, str] = {}  # object id -> node key of whoever made it
     numbering: Counter = Counter()
@@ -126,7 +150,10 @@ def graph_of(events: Iterable[dict[str, Any]], max_nodes: int | None = None) -> 
                 node["worker"] = event["worker_id"]
     _add_edges(graph, producer, wanted)
     _add_workflow_steps(graph, steps)
-    if max_nodes is not None and graph.number_of_nodes() > max_nodes:
+    if operators and any(operator_of(d["name"], d["kind"]) for _, d in graph.nodes(data=True)):
+        graph = collapse_operators(graph)
+    if max_nodes is not None and graph.number_of_nodes() > max_nodes and not graph.graph.get(
+            "collapsed"):
         return collapse(graph, max_nodes)
     return graph
 
@@ -249,7 +276,25 @@ def collapse(graph: TaskGraph, max_nodes: int) -> TaskGraph:
     return grouped
 
 
-def _grouped(graph: TaskGraph, key_of) -> TaskGraph:
+def collapse_operators(graph: TaskGraph) -> TaskGraph:
+    """One node per dataset operator (its block tasks, across layers and actors, with a count);
+    a ``put`` (or an outside input) read only by one operator's calls joins it; every other node stays as it is."""
+    group = {}
+    for node, data in graph.nodes(data=True):
+        op = operator_of(data["name"], data["kind"])
+        if op is not None:
+            group[node] = ("operator", op)
+    for node, data in graph.nodes(data=True):
+        readers = {group.get(s) for s in graph.successors(node)}
+        if data["kind"] in ("put", "external") and len(readers) == 1 and None not in readers:
+            group[node] = readers.pop()
+    out = _grouped(graph, lambda n, d: group.get(n, ("node", n)), op_names={k: k[1] for k in
+                   set(group.values())})
+    out.graph["collapsed"] = True
+    return out
+
+
+def _grouped(graph: TaskGraph, key_of, op_names=None) -> TaskGraph:
     members: dict[tuple, list] = defaultdict(list)
     for node, data in graph.nodes(data=True):
         members[key_of(node, data)].append(node)
@@ -263,17 +308,24 @@ def _grouped(graph: TaskGraph, key_of) -> TaskGraph:
         workers = Counter(d["worker"] for d in datas if d["worker"])
         starts = [d["start"] for d in datas if d["start"] is not None]
         ends = [d["end"] for d in datas if d["end"] is not None]
-        name = display_name(first["name"])
-        label = first["label"] if len(nodes) == 1 else f"{name} ×{len(nodes)}"
+        op = (op_names or {}).get(key)
+        if op is not None:   # an operator: its calls, not counting the puts that joined it
+            datas = [d for d in datas if d["kind"] not in ("put", "external")]
+            first = min(datas, key=lambda d: d["seq"])
+            states = Counter(d["state"] for d in datas)
+        name = op or display_name(first["name"])
+        label = f"{name} ×{len(datas)}" if op or len(nodes) > 1 else first["label"]
         group_key = f"group{index}:{name}"
         out.add_node(group_key, label=label, name=first["name"], kind=first["kind"],
                      state=summary_state(states), states=dict(states),
                      worker=workers.most_common(1)[0][0] if len(workers) == 1 else
                      (None if not workers else "several"),
-                     workers=dict(workers), node=first["node"], actor=first["actor"],
+                     workers=dict(workers), node=first["node"],
+                     actor=None if op else first["actor"],
                      seq=first["seq"], start=min(starts, default=None), end=max(ends, default=None),
                      error=next((d["error"] for d in datas if d["error"]), None),
-                     call_site=first["call_site"], count=len(nodes), members=nodes, inner_edges=0)
+                     call_site=first["call_site"], count=len(datas), members=nodes, inner_edges=0,
+                     operator=op)
         for node in nodes:
             group_of[node] = group_key
     for src, dst, data in graph.edges(data=True):

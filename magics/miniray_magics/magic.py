@@ -95,7 +95,9 @@ class MinirayMagics(Magics):
         TaskGraph is a networkx DiGraph that shows itself as a PNG.  Used as a line magic,
         ``%taskgraph`` draws what the latest cell that submitted work submitted.  A cell whose
         last expression is a DAG built with ``.bind()`` draws that DAG before it runs; a resumed
-        workflow's steps read back from storage show as "restored".
+        workflow's steps read back from storage show as "restored".  A cell that runs a
+        ``miniray.data`` pipeline draws one node per operator (``ReadCSV->Map(f) ×8``, each step
+        of a sort or shuffle its own node), its block tasks collapsed.
 
         Example::
 

@@ -6,7 +6,9 @@
 Pure: the functions take event dicts and return plain data, so they are tested with hand-built
 events.  A bar runs from a task's ``started`` event to its ``finished`` event; a task still running
 ends at ``now``.  Rows are one per worker (``w1``; ``node/w1`` when several nodes ran work) and one
-per actor (``Counter …0002``: the class and the shortest tail of its id that tells it apart).
+per actor (``Counter …0002``: the class and the shortest tail of its id that tells it apart).  Bars
+are named by function, a dataset's by operator (``ReadCSV->Map(f)``; a pool actor's calls by its
+operator, ``MapBatches(Model)``), so the legend's colours show the stages overlap.
 
 Utilisation is busy time over ``slots × span``, where ``slots`` is the larger of the rows drawn and
 the CPUs the caller says the cluster has.  The critical path is the longest chain of ObjectRef
@@ -21,7 +23,7 @@ from typing import Any, Iterable
 import networkx as nx
 
 from miniray_magics.figures import actor_names, natural_key
-from miniray_magics.graph import display_name, graph_of
+from miniray_magics.graph import display_name, graph_of, operator_of
 
 
 @dataclass(frozen=True)
@@ -89,7 +91,7 @@ def timeline_of(events: Iterable[dict[str, Any]], *, slots: int | None = None,
                 ) -> TimelineData:
     """The Gantt chart of ``events``; ``window=(t_from, t_to)`` keeps and clips bars to it."""
     events = list(events)
-    graph = graph_of(events)
+    graph = graph_of(events, operators=False)
     now = now if now is not None else max((e["ts"] for e in events), default=0.0)
     nodes = {e.get("node_id") for e in events if e["kind"] == "started"}
     open_bars: dict[str, dict] = {}
@@ -101,7 +103,8 @@ def timeline_of(events: Iterable[dict[str, Any]], *, slots: int | None = None,
             task = graph.nodes[event["task_id"]] if event["task_id"] in graph else None
             name = task["name"] if task else "task"
             row = actors.get(event.get("actor_id")) or _row_of(event, len(nodes) > 1)
-            raw.append(dict(row=row, name=display_name(name),
+            kind = task["kind"] if task else "task"
+            raw.append(dict(row=row, name=operator_of(name, kind) or display_name(name),
                             label=task["label"] if task else event["task_id"][:8],
                             start=event["ts"], end=None, state="RUNNING",
                             task_id=event["task_id"], actor=bool(event.get("actor_id"))))

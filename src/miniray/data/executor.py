@@ -11,6 +11,11 @@ submits work for upstream bundles until its window is full, then waits for its o
 and yields its output (order is kept).  Because the runtime runs everything that was submitted,
 stages overlap: stage 2's tasks for block 1 run while stage 1 still reads block 3.
 
+Names: every task is named after its operator as Ray Data names them (``ReadCSV->Map(add_fare)``
+for a fused stage, ``Sort(x) map``/``Sort(x) reduce`` for the tasks of a map-reduce stage, an actor
+pool's class ``MapBatches(Model)``), so the magics' ``%%taskgraph`` draws one node per operator and
+``%timeline`` colours bars by operator, reading only the event log.
+
 Backpressure: a stage's window holds at most ``max_tasks_in_flight_per_cpu * CPUs`` tasks and at
 most ``budget / stages`` bytes of outputs (estimated from the outputs seen so far), where budget is
 ``DataContext.max_bytes_in_flight`` or a quarter of the object store.  A consumer that stops pulling
@@ -18,13 +23,14 @@ stops the whole chain, so a dataset many times the store's size streams through 
 """
 from __future__ import annotations
 
+import threading
 import time
 from collections import deque
 
 import miniray
 from miniray.data import block as B
 from miniray.data.plan import (AllToAllOp, LimitOp, MapOp, Plan, ReadTask, RefBundle, UnionSource)
-from miniray.data.progress import Bar
+from miniray.data.progress import make_bar
 from miniray.data.stats import BlockMeta, DatasetStats
 
 MAX_TASKS_PER_ACTOR = 2
@@ -66,6 +72,7 @@ class _MapWorker:
 
 
 _remote_cache: dict = {}
+_stage = threading.local()   # the name of the map-reduce operator whose tasks run_tasks submits
 
 
 def _remote(fn):
@@ -73,6 +80,16 @@ def _remote(fn):
     if r is None:
         r = _remote_cache[fn] = miniray.remote(fn)
     return r
+
+
+def _pool_class(name: str):
+    """An actor class named after its operator (``MapBatches(Model)``), so its calls read as such."""
+    return type(name, (_MapWorker,), {"__module__": __name__, "__qualname__": name})
+
+
+def _step_name(fn) -> str:
+    """``_shuffle_map`` -> ``map``, ``_sample_task`` -> ``sample``: the step a helper task does."""
+    return fn.__name__.removesuffix("_task").rsplit("_", 1)[-1]
 
 
 def cluster_cpus() -> int:
@@ -114,10 +131,10 @@ class Execution:
         stages = sum(isinstance(o, MapOp) for o in plan.ops) + 1
         budget = self.ctx.max_bytes_in_flight or store_capacity() // 4
         self.stage_budget = max(1, budget // stages)
-        self.bars: list[Bar] = []
+        self.bars: list = []
 
     def _bar(self, name, total=None):
-        bar = Bar(name, total, self.ctx.enable_progress_bars)
+        bar = make_bar(name, total, self.ctx.enable_progress_bars)
         self.bars.append(bar)
         return bar
 
@@ -188,7 +205,7 @@ class Execution:
         return self._task_gen(upstream, self.stats.op(name), self._bar(name), transforms, remote_args)
 
     def _task_gen(self, upstream, st, bar, transforms, remote_args):
-        fn = _remote(_map_task).options(num_returns=2, **remote_args)
+        fn = _remote(_map_task).options(num_returns=2, name=st.name, **remote_args)
         tref = miniray.put(transforms) if transforms else []
         window = _Window(self.ctx.max_tasks_in_flight_per_cpu * self.ncpus, self.stage_budget)
         inflight, idx = deque(), 0
@@ -217,7 +234,7 @@ class Execution:
     def _actor_gen(self, upstream, op, st, bar):
         lo, hi = op.compute
         hi = hi or self.ncpus
-        cls = miniray.remote(_MapWorker).options(**op.remote_args)
+        cls = miniray.remote(_pool_class(op.name)).options(**op.remote_args)
         tref = [op.transform]
         actors, load = [], []
 
@@ -261,7 +278,11 @@ class Execution:
     def _barrier_gen(self, upstream, op, st, bar):
         inputs = list(upstream)
         st.started = time.perf_counter()
-        out = op.fn(inputs, self.ctx, st)
+        outer, _stage.name = getattr(_stage, "name", None), op.name
+        try:
+            out = op.fn(inputs, self.ctx, st)
+        finally:
+            _stage.name = outer
         for b in out:
             st.add(b.meta, tasks=0)
             bar.update(1, b.meta.num_rows)
@@ -282,7 +303,8 @@ class Execution:
                 st.add(b.meta, tasks=0)
                 yield b
             else:
-                ref, mref = _remote(_slice_task).options(num_returns=2).remote(b.ref, 0, left)
+                ref, mref = _remote(_slice_task).options(num_returns=2, name=st.name).remote(
+                    b.ref, 0, left)
                 meta = miniray.get(mref)
                 st.add(meta)
                 left = 0
@@ -321,7 +343,9 @@ def execute(plan: Plan, holder=None):
 
 def run_tasks(fn, calls, num_returns=2):
     """Submit ``fn(*args)`` for each args tuple (helpers of the shuffles); the raw refs."""
-    rf = _remote(fn).options(num_returns=num_returns)
+    stage = getattr(_stage, "name", None)
+    name = f"{stage} {_step_name(fn)}" if stage else fn.__name__
+    rf = _remote(fn).options(num_returns=num_returns, name=name)
     return [rf.remote(*args) for args in calls]
 
 
