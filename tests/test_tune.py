@@ -50,6 +50,15 @@ def test_grid_finds_the_best_config_and_lays_out_the_experiment_as_ray_does(rt, 
     assert results[0].metrics["config"] == results[0].config
     png = results.plot()._repr_png_()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert png_size(png) == (750, 400)
+    assert png_size(results.plot(figsize=(5, 2.5))._repr_png_()) == (500, 250)   # fits a slide
+    with pytest.raises(ValueError, match="figsize"):
+        results.plot(figsize=(5,))
+
+
+def png_size(png: bytes) -> tuple[int, int]:
+    """Width and height from a PNG's IHDR chunk."""
+    return int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
 
 
 def test_asha_stops_most_random_trials_early(rt, tmp_path):

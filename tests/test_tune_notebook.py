@@ -20,7 +20,7 @@ def test_table_plot_and_magic_in_a_real_kernel(tmp_path):
         f"    run_config=tune.RunConfig(name='nb', storage_path={storage!r})).fit()",
         "%load_ext miniray_magics\n%tune",
         "results.plot()",
-        f"%tune {storage}/nb --metric loss --mode min --save {tmp_path}/curves.png",
+        f"%tune {storage}/nb --metric loss --mode min --figsize 6,3 --save {tmp_path}/curves.png",
         "%tune no_such_variable",
     ]
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
@@ -36,6 +36,8 @@ def test_table_plot_and_magic_in_a_real_kernel(tmp_path):
         pngs = [o["data"]["image/png"] for o in outs[index] if "image/png" in o.get("data", {})]
         assert pngs, (index, outs[index])
         assert base64.b64decode(pngs[0])[:8] == b"\x89PNG\r\n\x1a\n"
-    assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    png = (tmp_path / "curves.png").read_bytes()
+    assert png[:4] == b"\x89PNG"
+    assert (int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")) == (600, 300)
     said = " ".join(o.get("text", "") + o.get("evalue", "") + o.get("ename", "") for o in outs[5])
     assert "UsageError" in said and "no_such_variable" in said, outs[5]

@@ -3,6 +3,7 @@
     %tune                       the newest ResultGrid among the notebook's variables
     %tune results --metric loss a ResultGrid expression (miniray's or real Ray's)
     %tune ~/ray_results/my_exp  an experiment directory on disk (miniray's or Ray's layout)
+    %tune grid --figsize 6,3    a smaller picture (inches at 100 dpi), e.g. to fit a slide
 
 Drawing is ``miniray.tune.plot`` (ResultGrid.plot() draws the same picture); this module only finds
 what to draw.  Bad input raises ``UsageError`` saying what was wrong.
@@ -31,6 +32,8 @@ class TuneMagics(Magics):
     @argument("--metric", help="the metric to draw (default: the experiment's TuneConfig metric)")
     @argument("--mode", choices=("min", "max"), help="which end is best (marks the best trial)")
     @argument("--save", metavar="FILE", help="also write the picture to FILE (.png)")
+    @argument("--figsize", metavar="W,H", help="picture size in inches at 100 dpi "
+                                               "(default 7.5,4: 750 x 400 pixels)")
     @line_magic
     def tune(self, line: str):
         """Draw every trial's metric over training_iteration: one line per trial, the best one
@@ -41,11 +44,12 @@ class TuneMagics(Magics):
         Example::
 
             results = tuner.fit()
-            %tune results --metric loss --mode min
+            %tune results --metric loss --mode min --figsize 6,3
         """
         args = parse_argstring(self.tune, line)
         if args.save and not args.save.lower().endswith(".png"):
             raise UsageError(f"--save {args.save!r}: the file name must end in .png")
+        figsize = _figsize(args.figsize) if args.figsize else None
         grid = self._find(" ".join(args.source).strip())
         from miniray.tune.plot import plot_results
 
@@ -54,7 +58,7 @@ class TuneMagics(Magics):
             raise UsageError("%tune: which metric? Give --metric NAME (the experiment has no "
                              "TuneConfig metric to default to)")
         try:
-            picture = plot_results(grid, metric=metric, mode=args.mode)
+            picture = plot_results(grid, metric=metric, mode=args.mode, figsize=figsize)
         except ValueError as exc:
             raise UsageError(f"%tune: {exc}") from None
         if args.save:
@@ -86,6 +90,15 @@ class TuneMagics(Magics):
             raise UsageError(f"%tune {source}: that is a {type(value).__name__}, not a "
                              "ResultGrid (what tuner.fit() returns)")
         return value
+
+
+def _figsize(text: str) -> tuple[float, float]:
+    try:
+        width, height = (float(v) for v in text.replace("x", ",").split(","))
+    except ValueError:
+        raise UsageError(f"--figsize {text!r}: give width,height in inches, e.g. --figsize 6,3") \
+            from None
+    return width, height
 
 
 def _mtime(path) -> float:

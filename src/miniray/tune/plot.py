@@ -90,9 +90,14 @@ def _segments(x: list, y: list) -> list[tuple[list, list]]:
     return out
 
 
+DEFAULT_FIGSIZE = (7.5, 4.0)    # inches at 100 dpi: 750 x 400 pixels
+
+
 class TunePlot:
-    def __init__(self, curves: list[Curve], metric: str, mode: str | None, title: str):
+    def __init__(self, curves: list[Curve], metric: str, mode: str | None, title: str,
+                 figsize: tuple[float, float] | None = None):
         self.curves, self.metric, self.mode, self.title = curves, metric, mode, title
+        self.figsize = _check_figsize(figsize) if figsize is not None else DEFAULT_FIGSIZE
 
     @property
     def best(self) -> Curve | None:
@@ -116,7 +121,7 @@ class TunePlot:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
 
-        fig = Figure(figsize=(7.5, 4.0), dpi=100, layout="constrained")
+        fig = Figure(figsize=self.figsize, dpi=100, layout="constrained")
         FigureCanvasAgg(fig)
         ax = fig.add_subplot(1, 1, 1)
         best = self.best
@@ -167,9 +172,21 @@ class TunePlot:
         return filename
 
 
+def _check_figsize(figsize) -> tuple[float, float]:
+    try:
+        width, height = (float(v) for v in figsize)
+    except (TypeError, ValueError):
+        raise ValueError(f"figsize={figsize!r}: give (width, height) in inches, e.g. "
+                         "figsize=(6, 3)") from None
+    if not (0 < width <= 40 and 0 < height <= 40):
+        raise ValueError(f"figsize={figsize!r}: width and height must be between 0 and 40 inches")
+    return width, height
+
+
 def plot_results(grid, metric: str | None = None, mode: str | None = None,
-                 title: str | None = None) -> TunePlot:
-    """A TunePlot of ``grid`` (shows itself as a PNG in a notebook)."""
+                 title: str | None = None, figsize: tuple[float, float] | None = None) -> TunePlot:
+    """A TunePlot of ``grid`` (shows itself as a PNG in a notebook), ``figsize`` inches at 100 dpi
+    (default 7.5 × 4)."""
     metric = metric or getattr(grid, "_metric", None)
     if not metric:
         raise ValueError("plot needs a metric: plot(metric='loss') or TuneConfig(metric=...)")
@@ -177,7 +194,7 @@ def plot_results(grid, metric: str | None = None, mode: str | None = None,
     if not curves:
         raise ValueError(f"No trial reported {metric!r}, so there is nothing to draw")
     name = os.path.basename(str(getattr(grid, "experiment_path", "") or "")) or "Tune"
-    return TunePlot(curves, metric, mode or getattr(grid, "_mode", None), title or name)
+    return TunePlot(curves, metric, mode or getattr(grid, "_mode", None), title or name, figsize)
 
 
 class _DiskResult:

@@ -152,12 +152,14 @@ class ResultGrid:
             rows.append(row)
         return pd.DataFrame(rows)
 
-    def plot(self, metric: str | None = None, mode: str | None = None, title: str | None = None):
-        """Every trial's ``metric`` over training_iteration, early stops and exploits marked."""
+    def plot(self, metric: str | None = None, mode: str | None = None, title: str | None = None,
+             figsize: tuple[float, float] | None = None):
+        """Every trial's ``metric`` over training_iteration, early stops and exploits marked;
+        ``figsize=(width, height)`` in inches at 100 dpi (default 7.5 × 4)."""
         from miniray.tune.plot import plot_results
 
         return plot_results(self, metric=metric or self._metric, mode=mode or self._mode,
-                            title=title)
+                            title=title, figsize=figsize)
 
     def __repr__(self):
         return (f"ResultGrid<{len(self)} trials: {self.num_terminated} terminated, "
