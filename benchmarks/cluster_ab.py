@@ -15,7 +15,7 @@ bytes), CPU time of both ends.  A tiny task costs about one MACed frame (counted
 1.01 frames checked a task, the driver's submissions; the head's calls to the node's worker and
 its replies go in batches), so the MAC's share of a task is that difference over the CPU per task.
 
-Usage: python benchmarks/cluster_ab.py [--base COMMIT] [--rounds 5] [--mib 500]
+Usage: python benchmarks/cluster_ab.py [--base COMMIT] [--also COMMIT] [--rounds 5] [--mib 500] [--no-tiny]
 """
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ try:
         start, c0 = time.perf_counter(), cpu()
         miniray.get([f.options(scheduling_strategy="SPREAD").remote(i) for i in range(n)])
         return n / (time.perf_counter() - start), (cpu() - c0) / n * 1e6
-    runs = [tiny() for _ in range(3)]
+    runs = [tiny() for _ in range(int(sys.argv[2]))] or [(0.0, 0.0)]
     tasks, task_cpu = max(r[0] for r in runs), min(r[1] for r in runs)
     @miniray.remote(resources={"far": 1})
     def make(n):
@@ -77,16 +77,17 @@ finally:
 
 def export(commit: str, into: str) -> str:
     """The tree of ``commit`` unpacked under ``into`` (git archive), for its src/."""
-    archive = os.path.join(into, "base.tar")
+    os.makedirs(into)
+    archive = os.path.join(into, "tree.tar")
     subprocess.run(["git", "-C", HERE, "archive", "-o", archive, commit], check=True)
     with tarfile.open(archive) as tar:
-        tar.extractall(os.path.join(into, "base"), filter="data")
-    return os.path.join(into, "base")
+        tar.extractall(os.path.join(into, "tree"), filter="data")
+    return os.path.join(into, "tree")
 
 
-def run(tree: str, mib: int, extra_env: dict) -> dict:
+def run(tree: str, mib: int, extra_env: dict, tiny: int = 3) -> dict:
     env = dict(os.environ, PYTHONPATH=os.path.join(tree, "src"), **extra_env)
-    out = subprocess.run([sys.executable, "-c", MEASURE, str(mib)], env=env, capture_output=True,
+    out = subprocess.run([sys.executable, "-c", MEASURE, str(mib), str(tiny)], env=env, capture_output=True,
                          text=True, timeout=600)
     if out.returncode != 0:
         raise RuntimeError(out.stderr[-2000:])
@@ -126,15 +127,20 @@ def main():
     p.add_argument("--base", default="633ba8f", help="the commit to compare with")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--mib", type=int, default=500, help="0: tiny tasks only")
+    p.add_argument("--also", action="append", default=[], metavar="COMMIT",
+                   help="another commit to run alongside (repeatable)")
+    p.add_argument("--no-tiny", action="store_true", help="the transfer only")
     args = p.parse_args()
+    tiny = 0 if args.no_tiny else 3
     with tempfile.TemporaryDirectory() as tmp:
-        variants = {f"base {args.base}": (export(args.base, tmp), {}),
+        variants = {f"base {args.base}": (export(args.base, os.path.join(tmp, "base")), {}),
+                    **{f"commit {c}": (export(c, os.path.join(tmp, c)), {}) for c in args.also},
                     "this tree": (HERE, {}),
                     "this tree, MINIRAY_TRANSFER_MAC=0": (HERE, {"MINIRAY_TRANSFER_MAC": "0"})}
         results: dict = {name: [] for name in variants}
         for r in range(args.rounds):
             for name, (tree, env) in variants.items():
-                results[name].append(run(tree, args.mib, env))
+                results[name].append(run(tree, args.mib, env, tiny))
                 print(f"round {r + 1} {name}: {results[name][-1]}", file=sys.stderr, flush=True)
     base = next(iter(results.values()))
 
@@ -153,6 +159,9 @@ def main():
         lines.append(f"| {name} | {cell(rows, 'tasks', ',.0f', max)} | {cell(rows, 'task_cpu_us', '.0f')} | "
                      f"{cell(rows, 'gib_s', '.2f', max)} | {cell(rows, 'cpu_s_per_gib', '.2f')} |")
     print("\n".join(lines))
+    if args.no_tiny:
+        print("\nper round:\n" + json.dumps(results, indent=1))
+        return
     cost = frame_cost()
     print(f"\none ~400-byte frame, send + read over loopback TCP, CPU of both ends (best of 5 x 50,000): "
           f"plain {cost['plain']:.1f} us, MACed {cost['MACed']:.1f} us: the MAC adds "

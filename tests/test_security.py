@@ -307,6 +307,54 @@ def test_2_object_bytes_altered_on_the_way_are_refused(head, serving):
     serving()
 
 
+@pytest.mark.parametrize("mac", ["AES-GMAC", "HMAC-SHA256 (a reader without cryptography)"])
+def test_2_an_object_reply_replayed_on_its_connection_is_refused(head, serving, monkeypatch, mac):
+    """A reply's MAC is bound to its request's sequence number: a man in the middle that answers
+    the reader's second request with the bytes (and MAC) of the first, the same range of the same
+    object, is caught, whichever MAC the reader asked for."""
+    import numpy as np
+    if mac.startswith("HMAC"):
+        monkeypatch.setattr(transfer, "_gmac_state", [True])     # as if `cryptography` were missing
+    assert transfer._gmac_missing() == mac.startswith("HMAC")
+    miniray.put(np.arange(1 << 17, dtype=np.int64))              # 1 MiB in the head's store
+    data_port = miniray.nodes()[0]["ObjectManagerPort"]
+    srv, srv_addr = _listen()
+    n, req = 1 << 20, transfer._REQ.size + 16
+    modes = []
+
+    def proxy():
+        c, _ = srv.accept()
+        h = socket.create_connection((head["host"], data_port))
+        h.sendall(_recv_exact(c, auth.CLIENT_HELLO))
+        c.sendall(_recv_exact(h, auth.SERVER_HELLO))
+        first = _recv_exact(c, auth.PROOF + req)
+        modes.append(first[-17])                                  # the request's ``mac?`` byte
+        h.sendall(first)
+        reply = _recv_exact(h, n + 16)
+        c.sendall(reply)
+        _recv_exact(c, req)                                       # the second request, kept back
+        c.sendall(reply)                                          # answered with the first reply
+        c.close(), h.close()
+
+    transfer.close_all()
+    t = threading.Thread(target=proxy)
+    t.start()
+    host, port = srv_addr.rsplit(":", 1)
+    first, second = bytearray(n), bytearray(n)
+    transfer.fetch((host, int(port)), 0, n, memoryview(first), token=head["token"])
+    with pytest.raises(ConnectionError, match="failed their integrity check"):
+        transfer.fetch((host, int(port)), 0, n, memoryview(second), token=head["token"])
+    t.join(timeout=30)
+    srv.close()
+    transfer.close_all()
+    assert modes == [transfer.HMAC_SHA256 if mac.startswith("HMAC") else transfer.AES_GMAC]
+    direct = bytearray(n)
+    transfer.fetch((head["host"], data_port), 0, n, memoryview(direct), token=head["token"])
+    assert first == direct                                        # the first reply was good
+    transfer.close_all()
+    serving()
+
+
 def test_2_a_4_gib_length_after_authenticating_is_refused_with_a_clear_error(head, serving):
     before = psutil.Process(head["pid"]).memory_info().rss
     log_at = head["log"].stat().st_size
