@@ -15,17 +15,32 @@ exercise solution and the seed's examples still run on Ray:
 accepts and Ray refuses, becomes ``@ray.remote``): it never changes what a program does.  A cell that shows something only
 miniray has (``miniray.util.empty``, ``local_mode``, the typo lesson's hint, miniray's own
 benchmarks) carries the tag ``miniray-only`` and a reason in its metadata (``miniray_only:
-"why"``); on Ray it is skipped and counted.  The engine comes from ``--engine`` or
+"why"``); on Ray it is skipped and counted.  A whole lesson that Ray cannot run (Workflows, gone
+from Ray after 2.47; RLlib, which needs PyTorch) carries ``miniray_only: "why"`` in the notebook's
+own metadata: ``notebook_skip_reason`` gives it, and ``run`` skips the notebook saying so.  The engine comes from ``--engine`` or
 ``MINIRAY_ENGINE`` (default ``miniray``).  No state: each call reads what it is given.
+
+A fresh Ray for every run: each notebook's kernel and each program runs with ``RAY_TMPDIR`` set
+to a new, short temp dir of its own (unless ``RAY_TMPDIR`` is already set), removed afterwards.
+Ray's ``ray.init()`` without an address connects to the cluster named in
+``<temp dir>/ray/ray_current_cluster`` (left behind by ``ray start`` or ``ray.cluster_utils.Cluster``,
+and hanging when that cluster is dead); in an empty temp dir there is none, so it starts a new local
+instance even while other programs on the machine run Ray.  Not ``RAY_ADDRESS=local``: Ray's state
+API lets ``RAY_ADDRESS`` override the address it is given, so ``ray.util.state`` (the magics, the
+grader) would then have to guess among the machine's clusters.  A ``RAY_ADDRESS`` already set (a
+Slurm job's cluster) is left as it is.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -67,6 +82,13 @@ def is_miniray_only(cell) -> bool:
     return ONLY_TAG in cell.get("metadata", {}).get("tags", [])
 
 
+def notebook_skip_reason(nb, engine: str) -> str | None:
+    """Why notebook ``nb`` cannot run on ``engine`` at all (its metadata's ``miniray_only``), or None."""
+    if engine_name(engine) == "miniray":
+        return None
+    return nb.get("metadata", {}).get("miniray_only") or None
+
+
 def for_engine(nb, engine: str):
     """A copy of notebook ``nb`` ready to run on ``engine``, and the cells left out of it."""
     nb = copy.deepcopy(nb)
@@ -85,6 +107,21 @@ def for_engine(nb, engine: str):
     return nb, skipped
 
 
+@contextlib.contextmanager
+def fresh_ray_env(env: dict | None = None):
+    """``env`` (default: this process's) with a temp dir of its own for Ray, removed on exit."""
+    env = dict(os.environ if env is None else env)
+    made = None
+    if not env.get("RAY_TMPDIR"):
+        made = tempfile.mkdtemp(prefix="mr-ray-", dir="/tmp")   # short: Ray's socket paths must fit
+        env["RAY_TMPDIR"] = made
+    try:
+        yield env
+    finally:
+        if made:
+            shutil.rmtree(made, ignore_errors=True)
+
+
 def run_notebook(path: Path, engine: str, timeout: float = 300):
     """Execute ``path`` on ``engine`` in a fresh kernel; return (notebook, skipped, seconds).
 
@@ -96,7 +133,8 @@ def run_notebook(path: Path, engine: str, timeout: float = 300):
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
                             resources={"metadata": {"path": str(Path(path).parent)}})
     started = time.monotonic()
-    client.execute()
+    with fresh_ray_env() as env:
+        client.execute(env=env if engine_name(engine) == "ray" else dict(os.environ))
     return nb, skipped, time.monotonic() - started
 
 
@@ -105,8 +143,10 @@ def run_script(path: Path, engine: str, timeout: float = 300) -> subprocess.Comp
     source = Path(path).read_text()
     if engine_name(engine) == "ray":
         source = to_ray(source)
-    return subprocess.run([sys.executable, "-c", source], capture_output=True, text=True,
-                          timeout=timeout, cwd=Path(path).parent)
+    with fresh_ray_env() as env:
+        return subprocess.run([sys.executable, "-c", source], capture_output=True, text=True,
+                              timeout=timeout, cwd=Path(path).parent,
+                              env=env if engine_name(engine) == "ray" else None)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -129,6 +169,12 @@ def main(argv: list[str] | None = None) -> int:
     failed = 0
     for path in args.paths:
         if path.suffix == ".ipynb":
+            import nbformat
+
+            why = notebook_skip_reason(nbformat.read(path, as_version=4), engine)
+            if why:
+                print(f"skipped {path} on {engine}: {why}")
+                continue
             try:
                 _, skipped, seconds = run_notebook(path, engine)
             except Exception as exc:  # nbclient's CellExecutionError names the cell

@@ -49,6 +49,14 @@ def ray_running() -> bool:
         return False
 
 
+def _gcs_address() -> str | None:
+    """The GCS address of the Ray cluster this process is connected to (None: let Ray look)."""
+    try:
+        return sys.modules["ray"].get_runtime_context().gcs_address
+    except Exception:  # noqa: BLE001 - an older Ray, or not connected: Ray's own lookup
+        return None
+
+
 def is_put_object(object_id: str) -> bool:
     """Ray's ObjectID is the task id (24 bytes) and a little-endian 4-byte index."""
     try:
@@ -127,8 +135,12 @@ class RayEventLog:
             return
         try:
             from ray.util.state import list_objects, list_tasks
-            tasks = list_tasks(detail=True, limit=10_000, raise_on_missing_output=False)
-            objects = list_objects(detail=True, limit=10_000, raise_on_missing_output=False)
+            # The cluster this driver is connected to, named: without an address Ray's state API
+            # guesses by scanning the machine for GCS processes, and refuses when it finds several.
+            where = {"address": _gcs_address(), "detail": True, "limit": 10_000,
+                     "raise_on_missing_output": False}
+            tasks = list_tasks(**where)
+            objects = list_objects(**where)
         except ImportError as exc:
             raise RayStateUnavailable(f"{NEEDS_DEFAULT} ({exc})") from exc
         except Exception as exc:   # the dashboard is not running: ray.util.state's own error
