@@ -15,7 +15,9 @@ exercise solution and the seed's examples still run on Ray:
 accepts and Ray refuses, becomes ``@ray.remote``): it never changes what a program does.  A cell that shows something only
 miniray has (``miniray.util.empty``, ``local_mode``, the typo lesson's hint, miniray's own
 benchmarks) carries the tag ``miniray-only`` and a reason in its metadata (``miniray_only:
-"why"``); on Ray it is skipped and counted.  The engine comes from ``--engine`` or
+"why"``); on Ray it is skipped and counted.  A whole lesson that Ray cannot run (Workflows, gone
+from Ray after 2.47; RLlib, which needs PyTorch) carries ``miniray_only: "why"`` in the notebook's
+own metadata: ``notebook_skip_reason`` gives it, and ``run`` skips the notebook saying so.  The engine comes from ``--engine`` or
 ``MINIRAY_ENGINE`` (default ``miniray``).  No state: each call reads what it is given.
 
 A fresh Ray for every run: each notebook's kernel and each program runs with ``RAY_TMPDIR`` set
@@ -78,6 +80,13 @@ def to_ray(source: str) -> str:
 
 def is_miniray_only(cell) -> bool:
     return ONLY_TAG in cell.get("metadata", {}).get("tags", [])
+
+
+def notebook_skip_reason(nb, engine: str) -> str | None:
+    """Why notebook ``nb`` cannot run on ``engine`` at all (its metadata's ``miniray_only``), or None."""
+    if engine_name(engine) == "miniray":
+        return None
+    return nb.get("metadata", {}).get("miniray_only") or None
 
 
 def for_engine(nb, engine: str):
@@ -160,6 +169,12 @@ def main(argv: list[str] | None = None) -> int:
     failed = 0
     for path in args.paths:
         if path.suffix == ".ipynb":
+            import nbformat
+
+            why = notebook_skip_reason(nbformat.read(path, as_version=4), engine)
+            if why:
+                print(f"skipped {path} on {engine}: {why}")
+                continue
             try:
                 _, skipped, seconds = run_notebook(path, engine)
             except Exception as exc:  # nbclient's CellExecutionError names the cell

@@ -28,7 +28,9 @@ def _frame():
 
 
 def _ds(nb, df):
-    return nb.ray.data.from_pandas(df, override_num_blocks=3)
+    # Three frames, three blocks.  Not from_pandas(df, override_num_blocks=3): Ray 2.60 splits the
+    # frame into numpy arrays there and fails ("'numpy.ndarray' object has no attribute 'columns'").
+    return nb.ray.data.from_pandas([df.iloc[i:i + 100] for i in range(0, len(df), 100)])
 
 
 def test_task_7_1_per_km_matches_pandas(nb):
@@ -51,8 +53,9 @@ def test_task_7_2_means_match_pandas(nb):
     got = nb.mean_fare_by_hour(_ds(nb, df))
     want = df.groupby("hour")["fare"].mean()
     assert isinstance(got, list), f"mean_fare_by_hour should return a list of dicts, not {type(got).__name__}."
+    got = sorted(got, key=lambda r: (r.get("hour") is None, r.get("hour")))   # Ray's hash shuffle: any order
     assert [r.get("hour") for r in got] == list(want.index), \
-        f"Expected one dict per hour {list(want.index)} in order; got hours {[r.get('hour') for r in got]}."
+        f"Expected one dict per hour {list(want.index)}; got hours {[r.get('hour') for r in got]}."
     np.testing.assert_allclose([r["mean(fare)"] for r in got], want.to_numpy(),
                                err_msg="Each 'mean(fare)' should be the mean fare of that hour.")
     assert calls(nb.source("mean_fare_by_hour"), "groupby"), "Let the dataset group: use ds.groupby('hour')."

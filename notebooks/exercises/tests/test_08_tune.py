@@ -18,7 +18,7 @@ HINTS = {
 
 
 def _fit(nb, space):
-    from miniray import tune
+    tune = nb.tune          # the notebook's own: miniray's, or Ray's when graded on Ray
 
     return tune.Tuner(nb.train_quadratic, param_space=space,
                       tune_config=tune.TuneConfig(metric="loss", mode="min"),
@@ -38,6 +38,8 @@ def test_task_8_1_reports_five_steps(nb):
 def test_task_8_2_grid_finds_three_in_actors(nb):
     best, evs = events_during(nb.best_x_by_grid)
     assert best == 3, f"The loss is smallest at x=3; best_x_by_grid() returned {best!r}."
+    if nb.ray.__name__ != "miniray":
+        return              # Ray's Tune drives its trial actors through methods of its own
     starts = tasks_named(evs, "start", kind="actor_method")
     assert len(starts) >= 7, (f"Expected 7 trials (one per grid point) started by Tune, saw {len(starts)}: "
                               "use tune.grid_search([0, 1, ..., 6]) in param_space.")

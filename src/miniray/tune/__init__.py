@@ -34,7 +34,7 @@ def __getattr__(name):
         value = getattr(importlib.import_module(f"miniray.tune.{_WHERE[name]}"), name)
         globals()[name] = value
         return value
-    if name in ("schedulers", "search", "stopper", "registry"):
+    if name in ("schedulers", "search", "stopper", "registry", "utils"):
         return importlib.import_module(f"miniray.tune.{name}")
     raise AttributeError(f"module 'miniray.tune' has no attribute {name!r}")
 

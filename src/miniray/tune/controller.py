@@ -27,8 +27,9 @@ from miniray.tune import registry, storage
 from miniray.tune.runner import TrialRunner
 from miniray.tune.schedulers.trial_scheduler import TrialScheduler
 from miniray.tune.search.basic_variant import get_path, walk
-from miniray.tune.trainable import resources_for
+from miniray.tune.trainable import resources_for, total_of
 from miniray.tune.trial import ERROR, PAUSED, PENDING, RUNNING, TERMINATED, Trial
+from miniray.tune.utils import flat
 
 CONTINUE, STOP, PAUSE = TrialScheduler.CONTINUE, TrialScheduler.STOP, TrialScheduler.PAUSE
 
@@ -149,12 +150,17 @@ class TuneController:
             self._check_fits(trial.resources)
         os.makedirs(self.experiment_path, exist_ok=True)
 
-    def _check_fits(self, resources: dict) -> None:
+    def _check_fits(self, resources: dict, bundles: list | None = None) -> None:
         for key, value in resources.items():
             if value and value > self.total.get(key, 0) + 1e-9:
+                how = "lower it in tune.with_resources(...)"
+                if bundles and len(bundles) > 1:
+                    how = (f"its bundles are {bundles} (an RLlib algorithm asks for "
+                           "num_cpus_for_main_process plus num_cpus_per_env_runner for each of its "
+                           "num_env_runners: lower those in the config)")
                 raise TuneError(f"a trial asks for {key}={value:g} but the cluster has "
-                                f"{self.total.get(key, 0):g}: lower it in tune.with_resources(...)"
-                                f" or start miniray with more (miniray.init(num_cpus=...))")
+                                f"{self.total.get(key, 0):g}: {how}, or start miniray with more "
+                                "(miniray.init(num_cpus=...))")
 
     def _out_of_time(self) -> bool:
         if self.time_budget_s is None:
@@ -192,10 +198,10 @@ class TuneController:
                 evaluated["/".join(map(str, path))] = get_path(config, path)
             except (KeyError, IndexError, TypeError):
                 pass
-        resources = resources_for(self.trainable, config)
-        self._check_fits(resources)
+        bundles = resources_for(self.trainable, config)
+        self._check_fits(total_of(bundles), bundles)
         trial = Trial(trial_id, config, len(self.trials), self.trainable_name,
-                      self.experiment_path, evaluated, resources)
+                      self.experiment_path, evaluated, total_of(bundles), bundles)
         storage.write_params(trial)
         self.trials.append(trial)
         self.scheduler.on_trial_add(self, trial)
@@ -238,7 +244,7 @@ class TuneController:
                 "checkpoint_frequency": self.checkpoint_config.checkpoint_frequency,
                 "checkpoint_at_end": bool(self.checkpoint_config.checkpoint_at_end),
                 "checkpoint_at_sync": class_trainable and self.scheduler.supports_pause}
-        actor = self._actor_for(trial.resources)
+        actor = self._actor_for(_head(trial))
         self.run_counter += 1
         actor.start.remote(spec, self.run_counter)
         self.polls[actor.poll.remote(self.run_counter, None)] = trial
@@ -266,7 +272,7 @@ class TuneController:
             return
         if stop:
             actor.stop.remote(run_id)
-        self.idle.append((tuple(sorted(trial.resources.items())), actor))
+        self.idle.append((tuple(sorted(_head(trial).items())), actor))
 
     def _shutdown_actors(self) -> None:
         for trial in [t for t in self.trials if t.status == RUNNING]:
@@ -340,13 +346,14 @@ class TuneController:
 
     def _on_result(self, trial: Trial, result: dict) -> str:
         self.iteration += 1
+        flat_result = flat(result)     # schedulers, searchers and the metric read "a/b" keys
         if not self.metric_checked and self.metric:
             self.metric_checked = True
-            if self.metric not in result:
+            if self.metric not in flat_result:
                 self.stop_all = True
                 self.raise_error = TuneError(
                     f"metric={self.metric!r} is not in the results trial {trial} reported: "
-                    f"{sorted(k for k in result if k not in _AUTO)}. Report it with "
+                    f"{sorted(k for k in flat_result if k not in _AUTO)}. Report it with "
                     f"tune.report({{{self.metric!r}: value}}), or set TuneConfig(metric=...) to "
                     "one of those.")
                 return STOP
@@ -354,7 +361,7 @@ class TuneController:
         trial.last_result = result
         if "checkpoint_dir_name" in result:
             self._add_checkpoint(trial, result["checkpoint_dir_name"], result)
-        self.search.on_trial_result(trial.trial_id, result)
+        self.search.on_trial_result(trial.trial_id, flat_result)
         for callback in self.callbacks:
             callback.on_trial_result(iteration=self.iteration, trials=self.trials, trial=trial,
                                      result=result)
@@ -362,7 +369,7 @@ class TuneController:
         if self.stopper is not None:
             stopped = bool(self.stopper(trial.trial_id, result))
             self.stop_all = self.stop_all or self.stopper.stop_all()
-        decision = self.scheduler.on_trial_result(self, trial, result)   # it sees every result
+        decision = self.scheduler.on_trial_result(self, trial, flat_result)   # it sees every result
         if stopped or decision == STOP:
             return STOP
         return PAUSE if decision == PAUSE else CONTINUE
@@ -379,7 +386,7 @@ class TuneController:
             older = trial.checkpoints[:-1]
             if attr:
                 sign = 1 if self.checkpoint_config.checkpoint_score_order == "max" else -1
-                older.sort(key=lambda c: sign * c["metrics"].get(attr, float("-inf")))
+                older.sort(key=lambda c: sign * flat(c["metrics"]).get(attr, float("-inf")))
             drop = older[:len(trial.checkpoints) - keep]
             for entry in drop:
                 trial.checkpoints.remove(entry)
@@ -387,8 +394,9 @@ class TuneController:
         self.dirty = True
 
     def _completed(self, trial: Trial) -> None:
-        self.scheduler.on_trial_complete(self, trial, trial.last_result or None)
-        self.search.on_trial_complete(trial.trial_id, trial.last_result or None, False)
+        last = flat(trial.last_result) or None
+        self.scheduler.on_trial_complete(self, trial, last)
+        self.search.on_trial_complete(trial.trial_id, last, False)
         for callback in self.callbacks:
             callback.on_trial_complete(iteration=self.iteration, trials=self.trials, trial=trial)
         self.reporter.trial_done(self, trial)
@@ -411,7 +419,7 @@ class TuneController:
         else:
             trial.status = ERROR
             self.scheduler.on_trial_error(self, trial)
-            self.search.on_trial_complete(trial.trial_id, trial.last_result or None, True)
+            self.search.on_trial_complete(trial.trial_id, flat(trial.last_result) or None, True)
             self.reporter.trial_done(self, trial)
         if fail_fast:
             self.stop_all = True
@@ -446,6 +454,13 @@ class TuneController:
 _AUTO = {"training_iteration", "time_this_iter_s", "time_total_s", "time_since_restore",
          "iterations_since_restore", "timestamp", "trial_id", "pid", "hostname", "done",
          "checkpoint_dir_name"}
+
+
+def _head(trial: Trial) -> dict:
+    """What the trial's own actor holds: the first bundle (the rest of ``trial.resources`` stays
+    free for the actors the trial starts, so they do not wait on their own trial)."""
+    bundles = getattr(trial, "bundles", None)       # a trial saved before bundles existed: all
+    return bundles[0] if bundles else trial.resources
 
 
 def _never_reported(name: str) -> dict:

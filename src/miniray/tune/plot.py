@@ -14,6 +14,8 @@ import json
 import os
 from dataclasses import dataclass, field
 
+from miniray.tune.utils import flat
+
 COLOURS = ("#4e79a7", "#f28e2b", "#59a14f", "#76b7b2", "#edc948", "#b07aa1", "#ff9da7",
            "#9c755f", "#1f77b4", "#8c564b", "#17becf", "#bcbd22")
 
@@ -47,7 +49,7 @@ def _rows(result) -> list[dict]:
     """A result's reports as dicts: miniray keeps them (no pandas needed); Ray's come as a frame."""
     rows = getattr(result, "history", None) or getattr(result, "_rows", None)
     if rows is not None:
-        return list(rows)
+        return [flat(r) for r in rows]
     df = result.metrics_dataframe
     return [] if df is None else df.to_dict("records")
 

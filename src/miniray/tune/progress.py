@@ -15,6 +15,7 @@ import sys
 import time
 
 from miniray.tune.trial import ERROR, PAUSED, PENDING, RUNNING, TERMINATED
+from miniray.tune.utils import flat
 
 
 def _fmt(value) -> str:
@@ -35,7 +36,7 @@ def table_rows(trials, metric, mode, max_rows: int = 12):
     sign = 1 if mode == "max" else -1
 
     def score(t):
-        value = t.last_result.get(metric) if metric else None
+        value = flat(t.last_result).get(metric) if metric else None
         return -float("inf") if value is None else sign * value
 
     order = {RUNNING: 0, PAUSED: 1, TERMINATED: 2, ERROR: 3, PENDING: 4}
@@ -45,7 +46,7 @@ def table_rows(trials, metric, mode, max_rows: int = 12):
         row = [str(t), t.status] + [_fmt(t.evaluated_params.get(p, "")) for p in params]
         row.append(str(t.last_result.get("training_iteration", "")))
         if metric:
-            row.append(_fmt(t.last_result.get(metric, "")))
+            row.append(_fmt(flat(t.last_result).get(metric, "")))
         rows.append(row)
     counts = {}
     for t in trials:
@@ -60,12 +61,12 @@ def table_rows(trials, metric, mode, max_rows: int = 12):
 def best_line(trials, metric, mode) -> str:
     if not metric:
         return ""
-    scored = [t for t in trials if metric in t.last_result]
+    scored = [t for t in trials if metric in flat(t.last_result)]
     if not scored:
         return ""
     pick = max if mode == "max" else min
-    best = pick(scored, key=lambda t: t.last_result[metric])
-    return f"best {metric}={_fmt(best.last_result[metric])}: {best} {best.evaluated_params}"
+    best = pick(scored, key=lambda t: flat(t.last_result)[metric])
+    return f"best {metric}={_fmt(flat(best.last_result)[metric])}: {best} {best.evaluated_params}"
 
 
 def text_table(trials, metric, mode, elapsed: float) -> str:
@@ -104,7 +105,7 @@ class Reporter:
 
     def trial_done(self, controller, trial) -> None:
         if self.verbose >= 3:
-            value = trial.last_result.get(self.metric) if self.metric else None
+            value = flat(trial.last_result).get(self.metric) if self.metric else None
             extra = f" {self.metric}={_fmt(value)}" if value is not None else ""
             print(f"Trial {trial} {trial.status}{' (stopped early)' if trial.stopped_early else ''}"
                   f" after {trial.last_result.get('training_iteration', 0)} iterations{extra}")

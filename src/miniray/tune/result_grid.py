@@ -8,6 +8,7 @@ from typing import Any
 
 from miniray.tune.checkpoint import Checkpoint
 from miniray.tune.tune_config import check_mode
+from miniray.tune.utils import flat, flat_metrics
 
 
 @dataclass
@@ -34,7 +35,7 @@ class Result:
     def metrics_dataframe(self):
         import pandas as pd
 
-        return pd.DataFrame(self.history)
+        return pd.DataFrame([flat_metrics(h) for h in self.history])
 
     def __repr__(self):
         shown = {k: v for k, v in self.metrics.items() if k != "config"}
@@ -110,8 +111,9 @@ class ResultGrid:
         sign = 1 if mode == "max" else -1
         best, best_score, seen = None, None, set()
         for result in self._results:
-            values = [h[metric] for h in result.history if metric in h]
-            seen.update(k for h in result.history for k in h)
+            history = [flat(h) for h in result.history]
+            values = [h[metric] for h in history if metric in h]
+            seen.update(k for h in history for k in h)
             if filter_nan_and_inf:
                 values = [v for v in values if _finite(v)]
             if not values:
@@ -140,14 +142,13 @@ class ResultGrid:
 
         rows = []
         for result in self._results:
-            row = dict(result.metrics)
+            row = flat_metrics(result.metrics)
             if filter_metric and result.history:
-                values = [h for h in result.history if filter_metric in h]
+                values = [h for h in map(flat_metrics, result.history) if filter_metric in h]
                 if values:
                     pick = max if filter_mode == "max" else min
-                    row = {**pick(values, key=lambda h: h[filter_metric]), "config": result.config}
-            config = row.pop("config", {})
-            row.update(_flatten(config, "config/"))
+                    row = pick(values, key=lambda h: h[filter_metric])
+            row.update(_flatten(result.config or {}, "config/"))
             row["logdir"] = os.path.basename(result.path)
             rows.append(row)
         return pd.DataFrame(rows)

@@ -31,6 +31,7 @@ import traceback
 
 from miniray.tune import session as session_mod
 from miniray.tune.checkpoint import Checkpoint
+from miniray.tune.utils import flat
 
 INF = float("inf")
 _DICT_CHECKPOINT = "_dict_checkpoint.pkl"
@@ -41,7 +42,9 @@ class _StopTrial(BaseException):
 
 
 def dict_says_stop(stop: dict, result: dict) -> bool:
-    """Ray's dict stopping rule: stop once any ``result[key] >= value``."""
+    """Ray's dict stopping rule: stop once any ``result[key] >= value``; nested results are read
+    by their flattened keys (``"env_runners/episode_return_mean"``)."""
+    result = flat(result)
     for key, value in stop.items():
         if key not in result:
             raise ValueError(f"RunConfig(stop={{{key!r}: {value!r}}}): the trial reported no "

@@ -27,6 +27,8 @@ import time
 
 import cloudpickle
 
+from miniray.tune.utils import flat
+
 STATE_GLOB = "experiment_state-*.json"
 
 
@@ -66,7 +68,7 @@ def append_results(trial, results: list[dict]) -> None:
     os.makedirs(trial.local_path, exist_ok=True)
     with open(os.path.join(trial.local_path, "result.json"), "a") as f:
         f.write("".join(dumps({**r, "config": trial.config}) + "\n" for r in results))
-    append_csv(trial.local_path, results)
+    append_csv(trial.local_path, [flat(r) for r in results])    # Ray's progress.csv is flat
 
 
 def append_csv(trial_path: str, results: list[dict]) -> None:

@@ -157,7 +157,9 @@ def with_parameters(trainable, **kwargs):
 
 
 class PlacementGroupFactory:
-    """Bundles of resources for one trial; miniray runs a trial in one actor holding their sum."""
+    """Bundles of resources for one trial, as Ray's: the trial's actor holds the first bundle; the
+    others are kept free for the actors and tasks the trial starts (an RLlib algorithm's env
+    runners).  Tune counts the sum against the cluster when it decides how many trials run."""
 
     def __init__(self, bundles: list[dict], strategy: str = "PACK"):
         if not bundles or not all(isinstance(b, dict) for b in bundles):
@@ -167,14 +169,29 @@ class PlacementGroupFactory:
 
     @property
     def required_resources(self) -> dict:
-        total: dict = {}
-        for bundle in self.bundles:
-            for key, value in bundle.items():
-                total[key] = total.get(key, 0) + value
-        return total
+        return total_of(self.bundles)
+
+    @property
+    def head_bundle_is_empty(self) -> bool:
+        return not any(self.bundles[0].values())
+
+    def __eq__(self, other):
+        return isinstance(other, PlacementGroupFactory) and other.bundles == self.bundles
+
+    def __repr__(self):
+        return f"PlacementGroupFactory({self.bundles!r}, strategy={self.strategy!r})"
 
 
-def normalize_resources(resources) -> dict:
+def normalize_bundles(resources) -> list[dict]:
+    """A dict, a PlacementGroupFactory (ours or Ray's) -> normalized bundles, the trial's first."""
+    bundles = getattr(resources, "bundles", None)
+    if isinstance(bundles, (list, tuple)) and bundles and all(isinstance(b, dict) for b in bundles):
+        first = normalize_resources(bundles[0])
+        return [first] + [normalize_resources(b, default_cpu=0) for b in bundles[1:]]
+    return [normalize_resources(resources)]
+
+
+def normalize_resources(resources, default_cpu: float = 1) -> dict:
     """``{"cpu": 2, "gpu": 1, "custom": 1}`` or a PlacementGroupFactory -> ``{"CPU": 2, ...}``."""
     if isinstance(resources, PlacementGroupFactory) or hasattr(resources, "required_resources"):
         resources = dict(resources.required_resources)     # also another library's factory
@@ -189,7 +206,7 @@ def normalize_resources(resources) -> dict:
         if not isinstance(value, (int, float)) or value < 0:
             raise ValueError(f"with_resources: {key}={value!r} must be a number >= 0")
         out[name] = value
-    out.setdefault("CPU", 1 if not out else 0)
+    out.setdefault("CPU", default_cpu if not out else 0)
     return out
 
 
@@ -210,8 +227,10 @@ def with_resources(trainable, resources):
     return wrapped
 
 
-def resources_for(trainable, config: dict) -> dict:
-    """What one trial of ``trainable`` with ``config`` asks for (default: 1 CPU)."""
+def resources_for(trainable, config: dict) -> list[dict]:
+    """The bundles one trial of ``trainable`` with ``config`` asks for (default: ``[{"CPU": 1}]``):
+    ``with_resources``, else the class's ``default_resource_request(config)`` (RLlib's algorithms
+    ask for the main process plus one bundle per env runner)."""
     spec = getattr(trainable, "_tune_resources", None)
     if spec is None and isinstance(trainable, type) and hasattr(trainable, "default_resource_request"):
         try:
@@ -219,7 +238,16 @@ def resources_for(trainable, config: dict) -> dict:
         except Exception:
             spec = None
     if spec is None:
-        return {"CPU": 1}
+        return [{"CPU": 1}]
     if callable(spec) and not isinstance(spec, (dict, PlacementGroupFactory)):
         spec = spec(config)
-    return normalize_resources(spec)
+    return normalize_bundles(spec)
+
+
+def total_of(bundles: list[dict]) -> dict:
+    """The sum of ``bundles``, key by key."""
+    total: dict = {}
+    for bundle in bundles:
+        for key, value in bundle.items():
+            total[key] = total.get(key, 0) + value
+    return total

@@ -28,7 +28,8 @@ def experiment_tag(index: int, evaluated: dict) -> str:
 
 class Trial:
     def __init__(self, trial_id: str, config: dict, index: int, trainable_name: str,
-                 experiment_path: str, evaluated: dict, resources: dict):
+                 experiment_path: str, evaluated: dict, resources: dict,
+                 bundles: list[dict] | None = None):
         self.trial_id = trial_id
         self.config = config
         self.index = index
@@ -39,7 +40,8 @@ class Trial:
         dirname = f"{trainable_name}_{trial_id}_{self.experiment_tag}"[:110] + f"_{date}"
         self.dirname = re.sub(r"[^\w.,=+\-]", "_", dirname)
         self.local_path = os.path.join(experiment_path, self.dirname)
-        self.resources = resources
+        self.resources = resources                  # the sum: what Tune counts against the cluster
+        self.bundles = bundles or [resources]       # the first is the trial actor's own
         self.status = PENDING
         self.last_result: dict = {}
         self.results: list[dict] = []

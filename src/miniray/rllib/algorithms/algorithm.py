@@ -57,6 +57,22 @@ class Algorithm:
             config.env = env
         self.setup(config)
 
+    @classmethod
+    def default_resource_request(cls, config):
+        """What Tune reserves for one trial of this algorithm, as Ray's bundles: the main process
+        (the trial's actor, ``num_cpus_for_main_process``), then one bundle of
+        ``num_cpus_per_env_runner`` per env runner.  Tune counts the sum; the trial's actor holds only
+        the first, so its runners find their CPUs free (no trial waits on its own runners)."""
+        from miniray.tune.trainable import PlacementGroupFactory
+
+        if isinstance(config, AlgorithmConfig):
+            cfg = config
+        else:
+            cfg = cls.get_default_config().update_from_dict(config or {})
+        cfg.validate()
+        runners = [{"CPU": cfg.num_cpus_per_env_runner}] * cfg.num_env_runners
+        return PlacementGroupFactory([{"CPU": cfg.num_cpus_for_main_process}] + runners)
+
     def _as_config(self, config) -> AlgorithmConfig:
         if isinstance(config, AlgorithmConfig):
             out = config.copy()

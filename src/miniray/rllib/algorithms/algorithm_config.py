@@ -26,6 +26,7 @@ class AlgorithmConfig:
         self.num_env_runners, self.num_envs_per_env_runner = 0, 1
         self.rollout_fragment_length = "auto"
         self.num_cpus_per_env_runner, self.sample_timeout_s = 1, 60.0
+        self.num_cpus_for_main_process = 1      # the Algorithm's own process (a Tune trial's actor)
         self.explore = True
         # training (the loss-specific ones are the algorithm config's)
         self.lr, self.gamma, self.train_batch_size = 1e-3, 0.99, 4000
@@ -117,9 +118,11 @@ class AlgorithmConfig:
         """Accepted so Ray examples run; there is one stack here (RLlib's new one in shape)."""
         return self
 
-    def resources(self, **_ignored):
-        """Accepted so Ray examples run; env runners take ``num_cpus_per_env_runner``."""
-        return self
+    def resources(self, *, num_cpus_for_main_process=_NOT, **_ignored):
+        """``num_cpus_for_main_process``: what a Tune trial's actor holds (Ray's name); the rest
+        of Ray's settings are accepted so its examples run (env runners take
+        ``num_cpus_per_env_runner``)."""
+        return self._set(num_cpus_for_main_process=num_cpus_for_main_process)
 
     def _set(self, **values):
         for k, v in values.items():
@@ -171,6 +174,9 @@ class AlgorithmConfig:
         def need(ok, what):
             if not ok:
                 raise ValueError(f"{type(self).__name__}: {what}")
+        for name in ("num_cpus_for_main_process", "num_cpus_per_env_runner"):
+            value = getattr(self, name)
+            need(isinstance(value, (int, float)) and value >= 0, f"{name} must be a number >= 0, got {value!r}")
         need(isinstance(self.num_env_runners, int) and self.num_env_runners >= 0,
              f"num_env_runners must be an int >= 0, got {self.num_env_runners!r}")
         need(isinstance(self.num_envs_per_env_runner, int) and self.num_envs_per_env_runner >= 1,
