@@ -313,3 +313,25 @@ def test_resume_all_picks_resumable_and_optionally_failed(wf, tmp_path):
     resumed = dict(wf.resume_all(include_failed=True))
     assert list(resumed) == ["failed-one"] and ray.get(resumed["failed-one"]) == 10
     assert {s for _, s in wf.list_all()} == {S.SUCCESSFUL}
+
+
+@ray.remote
+def slow_step(log, name):
+    time.sleep(0.5)
+    with open(log, "a") as f:
+        f.write(name + "\n")
+    return 1
+
+
+def test_steps_running_when_another_fails_finish_and_are_not_run_again(wf, tmp_path):
+    """A failure does not throw away the work of steps already running beside it: they finish and
+    are saved, so the resume runs only the failed step."""
+    log, marker = str(tmp_path / "log"), str(tmp_path / "marker")
+    dag = step.bind(log, "total", slow_step.bind(log, "slow"), fail_unless.bind(marker, log, 1))
+    with pytest.raises(KeyError):
+        wf.run(dag, workflow_id="beside")
+    assert lines(log).count("slow") == 1            # it finished although its sibling failed
+    open(marker, "w").close()
+    assert wf.resume("beside") == 1 + 10 + 1
+    assert lines(log).count("slow") == 1            # saved, so not run again
+    assert lines(log).count("fail_unless") == 2

@@ -287,9 +287,19 @@ class Executor:
     def run(self):
         try:
             return self._loop()
-        except BaseException:       # a failed step, a cancel, Ctrl-C: nothing of ours keeps running
+        except Exception as exc:    # a failed step: the steps already running may finish (each
+            if not isinstance(exc, WorkflowCancellationError):   # saves its own output), so a
+                self._let_running_finish()                       # resume does not run them again
             self._stop_running()
             raise
+        except BaseException:       # Ctrl-C: nothing of ours keeps running
+            self._stop_running()
+            raise
+
+    def _let_running_finish(self, grace_s: float = 5.0) -> None:
+        """Wait up to ``grace_s`` for the steps still running when another failed."""
+        if self.running:
+            miniray.wait(list(self.running), num_returns=len(self.running), timeout=grace_s)
 
     # Main loop
     def _loop(self):
