@@ -5,20 +5,11 @@ in a real driver process that starts its own runtime and exits on its own."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
-from helpers import driver_script
-
-ALIAS = '''
-import sys, os
-import miniray, miniray.data, miniray.data.aggregate
-for _name in list(sys.modules):
-    if _name == "miniray" or _name.startswith("miniray."):
-        sys.modules["ray" + _name[len("miniray"):]] = sys.modules[_name]
-'''
+from helpers import run_as_ray
 
 EXAMPLES = r'''
+import sys, os, time
 import ray
 from typing import Dict
 import numpy as np
@@ -138,13 +129,7 @@ EXPECTED = {
 
 
 def test_ray_docs_data_examples_run_unchanged(tmp_path):
-    path = driver_script(tmp_path, ALIAS + EXAMPLES)
     data = tmp_path / "data"
     data.mkdir()
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    out = subprocess.run([sys.executable, path, str(data)], capture_output=True, text=True, env=env,
-                         timeout=120, cwd=tmp_path)
-    assert out.returncode == 0, out.stderr[-3000:]
-    lines = dict(line.split(" ", 1) for line in out.stdout.splitlines()
-                 if line.split(" ", 1)[0] in EXPECTED)
-    assert lines == EXPECTED
+    lines = run_as_ray(tmp_path, "miniray.data, miniray.data.aggregate", EXAMPLES, str(data))
+    assert {k: lines.get(k) for k in EXPECTED} == EXPECTED

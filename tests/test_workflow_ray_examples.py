@@ -5,21 +5,12 @@ workflows in ``ray.init(storage=...)`` under tmp_path, and exits on its own."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 import pytest
-from helpers import driver_script
-
-ALIAS = '''
-import sys, os, time
-import miniray, miniray.dag, miniray.workflow, miniray.workflow.event_listener
-for _name in list(sys.modules):
-    if _name == "miniray" or _name.startswith("miniray."):
-        sys.modules["ray" + _name[len("miniray"):]] = sys.modules[_name]
-'''
+from helpers import run_as_ray
 
 EXAMPLES = r'''
+import sys, os, time
 import ray
 from ray import workflow
 from ray.dag import InputNode, MultiOutputNode
@@ -179,14 +170,8 @@ EXPECTED = {
 
 
 def test_ray_docs_dag_and_workflow_examples_run_unchanged(tmp_path):
-    path = driver_script(tmp_path, ALIAS + EXAMPLES)
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    env.pop("MINIRAY_STORAGE", None)
-    env.pop("MINIRAY_WORKFLOW_STORAGE", None)
-    out = subprocess.run([sys.executable, path, str(tmp_path)], capture_output=True, text=True,
-                         env=env, timeout=120, cwd=tmp_path)
-    assert out.returncode == 0, out.stderr[-3000:]
-    lines = dict(line.split(" ", 1) for line in out.stdout.splitlines() if " " in line)
+    lines = run_as_ray(tmp_path, "miniray.dag, miniray.workflow, miniray.workflow.event_listener",
+                       EXAMPLES, str(tmp_path))
     assert {k: lines.get(k) for k in EXPECTED} == EXPECTED
     listed = set(lines["LIST"].split(","))
     assert {"flaky", "my_async", "my_workflow", "with_ids"} <= listed and "to_cancel" not in listed
