@@ -114,3 +114,20 @@ def runtime_frames(text: str, package_dir: str | None = None) -> list[str]:
         package_dir = os.path.dirname(os.path.abspath(miniray.__file__)) + os.sep
     return [line for line in text.splitlines()
             if line.strip().startswith("File ") and package_dir in line]
+
+
+def run_as_ray(tmp_path, modules: str, body: str, *args: str, timeout: float = 120) -> dict:
+    """Run ``body`` (a Ray documentation example) in a fresh driver with ``ray`` (and each of the
+    comma-separated ``modules``, e.g. ``"miniray.data, miniray.data.aggregate"``) aliased to miniray;
+    return its stdout as ``{first word: rest of line}``, failing with its stderr if it exits non-zero."""
+    alias = (f"import sys\nimport miniray, {modules}\nfor _name in list(sys.modules):\n"
+             "    if _name == 'miniray' or _name.startswith('miniray.'):\n"
+             "        sys.modules['ray' + _name[len('miniray'):]] = sys.modules[_name]\n")
+    path = driver_script(tmp_path, alias + textwrap.dedent(body))
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    for name in ("MINIRAY_STORAGE", "MINIRAY_WORKFLOW_STORAGE", "MINIRAY_ADDRESS"):
+        env.pop(name, None)
+    out = subprocess.run([sys.executable, path, *args], capture_output=True, text=True, env=env,
+                         timeout=timeout, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return dict(line.split(" ", 1) for line in out.stdout.splitlines() if " " in line)

@@ -32,14 +32,21 @@ class RuntimeInfo(dict):
 # -- start and stop --------------------------------------------------------------------------------
 def init(address=None, *, num_cpus=None, num_gpus=None, resources=None, object_store_memory=None,
          ignore_reinit_error=False, namespace=None, runtime_env=None, include_dashboard=None,
-         log_to_driver=True, logging_level=None, job_config=None, local_mode=False,
+         log_to_driver=True, logging_level=None, job_config=None, local_mode=False, storage=None,
          _inline_max=INLINE_MAX, **unsupported):
     """Start a local runtime, or connect to a cluster's head (``address``); returns its addresses.
     ``runtime_env={"env_vars": ...}`` (or ``job_config=JobConfig(runtime_env=...)``) reaches every
     task and actor of this job; a task's own ``runtime_env`` option adds to it.  ``local_mode=True``
-    runs every call inline in this process, in order (a debug mode; Ray 2.60 removed it)."""
+    runs every call inline in this process, in order (a debug mode; Ray 2.60 removed it).
+    ``storage`` (a directory or ``file://`` URI, as Ray 2.47's) is where libraries keep durable state:
+    workflows default to it; it is exported as ``$MINIRAY_STORAGE`` so workers see it too."""
     if unsupported:
         raise TypeError(f"init() got unexpected argument(s) {sorted(unsupported)}.")
+    if storage is not None:
+        if not isinstance(storage, (str, os.PathLike)):
+            raise TypeError(f"init(storage={storage!r}): give a directory such as '/tmp/ray_storage' "
+                            "or a 'file://' URI.")
+        os.environ["MINIRAY_STORAGE"] = os.fspath(storage)
     tracebacks.install()      # uncaught errors show the user's frames, not the runtime's
     if job_config is not None:
         from miniray.job_config import JobConfig

@@ -5,8 +5,8 @@
     workflow.run(dag, workflow_id="week-48")      # each step's output is saved as it finishes
     workflow.resume("week-48")                    # after a crash: only the unfinished steps run
 
-See docs/workflow.md.  Storage: workflow.init(storage=...), $MINIRAY_WORKFLOW_STORAGE, or
-$TMPDIR/miniray-workflows-<uid>.
+See docs/workflow.md.  Storage: workflow.init(storage=...), miniray.init(storage=...),
+$MINIRAY_WORKFLOW_STORAGE, or $TMPDIR/miniray-workflows-<uid>.
 """
 from miniray.workflow import exceptions
 from miniray.workflow.api import (cancel, continuation, delete, get_metadata, get_output, get_output_async,

@@ -61,6 +61,11 @@ def dumps_code(obj, functions) -> bytes:
 
 
 def default_root() -> str:
+    """``miniray.init(storage=...)`` (as ``$MINIRAY_STORAGE``), else ``$MINIRAY_WORKFLOW_STORAGE``,
+    else a directory under the temp dir."""
+    shared = os.environ.get("MINIRAY_STORAGE")
+    if shared:
+        return normalise_root(shared)
     env = os.environ.get("MINIRAY_WORKFLOW_STORAGE")
     if env:
         return env
