@@ -60,7 +60,10 @@ def reap_stale_sessions() -> list:
         pid = d.rsplit("_", 1)[-1].removesuffix(".json")
         if pid.isdigit() and not pid_alive(int(pid)):
             p = os.path.join(root, d)
-            shutil.rmtree(p, ignore_errors=True) if os.path.isdir(p) else os.unlink(p)
+            try:        # a dead driver's workers may be removing it at this very moment
+                shutil.rmtree(p, ignore_errors=True) if os.path.isdir(p) else os.unlink(p)
+            except FileNotFoundError:
+                pass
     return removed
 
 
