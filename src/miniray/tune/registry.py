@@ -14,23 +14,22 @@ _TRAINABLES: dict[str, object] = {}
 _ENVS: dict[str, object] = {}
 
 
+def _check(verb: str, name, value, wanted: str) -> None:
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"{verb} needs a non-empty string name, got {name!r}")
+    if not callable(value):
+        raise TypeError(f"{verb}({name!r}, ...) needs {wanted}, got {type(value).__name__}")
+
+
 def register_trainable(name: str, trainable) -> None:
     """Make ``trainable`` (a function or a Trainable class) known to Tune by ``name``."""
-    if not isinstance(name, str) or not name:
-        raise TypeError(f"register_trainable needs a non-empty string name, got {name!r}")
-    if not callable(trainable):
-        raise TypeError(f"register_trainable({name!r}, ...) needs a function or a class, "
-                        f"got {type(trainable).__name__}")
+    _check("register_trainable", name, trainable, "a function or a class")
     _TRAINABLES[name] = trainable
 
 
 def register_env(name: str, env_creator) -> None:
     """Make ``env_creator(env_config) -> env`` known by ``name`` to RLlib's ``.environment(name)``."""
-    if not isinstance(name, str) or not name:
-        raise TypeError(f"register_env needs a non-empty string name, got {name!r}")
-    if not callable(env_creator):
-        raise TypeError(f"register_env({name!r}, ...) needs a function env_config -> env, "
-                        f"got {type(env_creator).__name__}")
+    _check("register_env", name, env_creator, "a function env_config -> env")
     _ENVS[name] = env_creator
 
 
