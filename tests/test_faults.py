@@ -370,3 +370,43 @@ def test_cluster_forgotten_by_its_script_is_shut_down_at_exit(tmp_path):
         for p in pids:
             if alive(p):
                 os.kill(p, signal.SIGTERM)
+
+
+_kept_errors = []
+
+
+def _raise_and_keep():
+    err = ValueError("kept by the code that raised it")
+    _kept_errors.append(err)       # its traceback holds the frame that was unpickling
+    raise err
+
+
+class _KeepsItsError:
+    def __reduce__(self):
+        return (_raise_and_keep, ())
+
+
+@pytest.mark.parametrize("macced", [False, True])
+def test_frame_reader_goes_on_after_a_frame_whose_unpickling_kept_its_error(macced):
+    """A frame whose unpickling raises an exception that someone keeps: the reader still takes the
+    next frames (it used to die of BufferError, the kept traceback holding a view of its buffer)."""
+    from miniray.transport.auth import Channel
+    from miniray.transport.framing import Connection, FrameReader
+    a, b = socket.socketpair()
+    key = b"k" * 32
+    send_ch, recv_ch = (Channel(key, key), Channel(key, key)) if macced else (None, None)
+    try:
+        sender, reader = Connection(a, send_ch), FrameReader(b, recv_ch)
+        sender.send([("x", _KeepsItsError())])
+        sender.send([("reply", 1, True, "after")])
+        got = []
+        while len(got) < 2:
+            got += reader.feed(block=True)
+        sender.send([("reply", 2, True, "and on")])
+        got += reader.feed(block=True)
+    finally:
+        a.close()
+        b.close()
+        _kept_errors.clear()
+    assert got[0][0][0] == "unloadable" and "kept by the code" in got[0][0][1]
+    assert got[1] == [("reply", 1, True, "after")] and got[2] == [("reply", 2, True, "and on")]

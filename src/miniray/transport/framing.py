@@ -183,8 +183,18 @@ class FrameReader:
                 break
             out.append(load_frame(memoryview(buf)[pos + HEADER.size:pos + HEADER.size + n]))
             pos += HEADER.size + n
-        del buf[:pos]
+        self._consumed(pos)
         return out
+
+    def _consumed(self, pos: int) -> None:
+        """Drop the first ``pos`` bytes, parsed.  If something still holds a view of the buffer (an
+        object kept by the code a frame ran while unpickling, say an exception whose traceback
+        holds the frame), resizing it would raise BufferError: leave it to that holder, go on in a
+        new one."""
+        try:
+            del self._buf[:pos]
+        except BufferError:
+            self._buf = bytearray(self._buf[pos:])
 
     def _parse_macced(self) -> list:
         out, buf, pos = [], self._buf, 0
@@ -194,7 +204,7 @@ class FrameReader:
                 raise too_long(n)
             if len(buf) - pos - MAC_HDR < n:
                 break
-            out.append(pickle.loads(check(self.channel, buf, pos, n)))
+            out.append(load_frame(check(self.channel, buf, pos, n)))
             pos += MAC_HDR + n
-        del buf[:pos]
+        self._consumed(pos)
         return out

@@ -52,8 +52,9 @@ def load_frame(data):
     try:
         return pickle.loads(data)
     except Exception as err:     # only its text is kept: its traceback would hold ``data``
+        data = bytes(data)       # ... and so would this frame, if the code that raised kept ``err``
         first = f"{type(err).__name__}: {err}"
-    loader = _Tolerant(bytes(data))
+    loader = _Tolerant(data)
     try:
         items = loader.load()
     except Exception as err:
