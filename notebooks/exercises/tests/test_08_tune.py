@@ -46,12 +46,17 @@ def test_task_8_2_grid_finds_three_in_actors(nb):
 
 
 def test_task_8_3_asha_stops_most_trials_early(nb):
+    import random
+
+    import numpy as np
+    random.seed(3)          # the same 16 samples at every grading (a sample order that keeps
+    np.random.seed(3)       # improving would stop few): ASHA stops 6 to 15 of them across seeds
     results = nb.asha_run()
     assert type(results).__name__ == "ResultGrid", f"asha_run() should return what fit() returns, got {type(results).__name__}."
     assert len(results) == 16, f"Expected 16 trials (num_samples=16), got {len(results)}."
     iterations = [r.metrics.get("training_iteration", 0) for r in results]
     assert max(iterations) <= 9, f"No trial should run past max_t=9 steps, saw {max(iterations)}."
     stopped = sum(it < 9 for it in iterations)
-    assert stopped >= 8, f"ASHA should stop most of the 16 trials early; only {stopped} stopped before 9 steps."
+    assert stopped >= 5, f"ASHA should stop many of the 16 trials early; only {stopped} stopped before 9 steps."
     best = results.get_best_result(metric="loss", mode="min")
     assert abs(best.config["x"] - 3) < 3, f"The best trial's x should be near 3, got {best.config['x']:.2f}."

@@ -112,10 +112,15 @@ class Inbox:
         import select
         ep = select.epoll()
         ep.register(self.conn.sock.fileno(), select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLET)
-        while True:
-            ep.poll()
-            with self.lock:        # waits out a read by the main thread, then takes what is left
-                self._read(block=False)
+        try:
+            while True:
+                ep.poll()
+                with self.lock:    # waits out a read by the main thread, then takes what is left
+                    self._read(block=False)
+        except BaseException:      # a worker that cannot read would hang its calls: die loudly,
+            import traceback       # so the node fails or retries them
+            traceback.print_exc()
+            os._exit(70)
 
     def _read(self, block: bool):
         try:
