@@ -85,16 +85,6 @@ class Arena:
     def view(self, offset: int, size: int) -> memoryview:
         return self._view[offset:offset + size]
 
-    def populate(self, offset: int, size: int) -> None:
-        """Ask the kernel to fault in the pages of a block about to be written (Linux 5.14+
-        MADV_POPULATE_WRITE): one call populates a fresh range far faster than the copy's first
-        touches do page by page, and costs little on pages already there."""
-        start = offset // mmap.PAGESIZE * mmap.PAGESIZE
-        try:
-            self._mm.madvise(23, start, min(self.capacity, offset + size) - start)
-        except (OSError, ValueError, AttributeError):
-            pass
-
     # -- allocation (owner only) ------------------------------------------------------------------
     @property
     def used(self) -> int:

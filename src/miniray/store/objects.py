@@ -47,7 +47,6 @@ _MOVES = {
 }
 
 
-POPULATE_MIN = 4 << 20      # puts this big fault their block in with one call first (arena.populate)
 _DONE = (READY, FAILED, SPILLED)      # a get or wait takes these as ready
 _STORED = schema("object_id", "size", "location", "call_site", "pid", "node_id", "task_id")  # and "put"
 _FREED = schema("object_id")
@@ -329,8 +328,6 @@ class ObjectStore:
             desc = ser.inline()
         else:
             off = self.alloc(ser.shm_size)
-            if ser.shm_size >= POPULATE_MIN:
-                self.arena.populate(off, ser.shm_size)
             desc = ser.write_shm(self.arena.view(off, ser.shm_size), off)
         self.seal(oid, desc, ser.contained, **info)
 
