@@ -29,6 +29,8 @@ from miniray.transport.messages import TaskSpec
 
 
 BUILTINS = ("__ray_ready__", "__ray_terminate__")
+NO_RESOURCES: dict = {}     # an actor call's resources and options: one shared, never-written dict
+NO_OPTIONS: dict = {}       # each (not two new ones per call, while it is queued)
 
 
 class ActorClassInheritanceException(TypeError):
@@ -260,6 +262,6 @@ class ActorMethod:
         tid = rt.new_task_id()
         returns = return_ids(tid, n)
         nested = nested + (self._handle._ref._id,)      # a pending call keeps its actor alive
-        spec = TaskSpec(tid, qual, "actor_method", self._name, desc, deps, nested, returns, n, {}, 0,
-                        False, self._handle._actor_id, {}, call_site(), rt.holder)
+        spec = TaskSpec(tid, qual, "actor_method", self._name, desc, deps, nested, returns, n, NO_RESOURCES,
+                        0, False, self._handle._actor_id, NO_OPTIONS, call_site(), rt.holder)
         return submit_call(rt, spec, keep)

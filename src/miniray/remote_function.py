@@ -59,7 +59,7 @@ def pack_args(rt, sig, name, args, kwargs, arity=-1):
     if SCALARS.issuperset(map(type, args)) and (not kwargs or SCALARS.issuperset(map(type, kwargs.values()))):
         meta = pickle.dumps((args, kwargs), protocol=5)     # the usual call: numbers and strings
         if len(meta) <= rt.inline_max:
-            return ("inline", meta, []), (), (), None
+            return ("inline", meta, ()), (), (), None
     deps = []
 
     def mark(v):
@@ -109,7 +109,7 @@ def submit_call(rt, spec, keep=None):
     before the call goes out, and ``keep`` (the ref of arguments too big to inline) until then."""
     ctx = rt.context_of()
     if ctx is not None and spec.type == "task":     # a task inside a call: cancel(recursive) finds it
-        spec.options["parent"] = ctx.task_id
+        spec.options = {**spec.options, "parent": ctx.task_id}   # a copy: the dict is shared
     if spec.num_returns == 1:       # the usual call
         ref = ObjectRef(spec.returns[0])
         rt.submit(spec)
@@ -184,8 +184,8 @@ class RemoteFunction:
         desc, deps, nested, keep = pack_args(rt, self._sig, name, args, kwargs, self._arity)
         tid = rt.new_task_id()
         returns = return_ids(tid, n)
-        spec = TaskSpec(tid, name, "task", self._fn_id, desc, deps, nested, returns, n, dict(res),
-                        max_retries, retry, options=dict(extra), call_site=call_site(), owner=rt.holder)
+        spec = TaskSpec(tid, name, "task", self._fn_id, desc, deps, nested, returns, n, res,   # shared,
+                        max_retries, retry, options=extra, call_site=call_site(), owner=rt.holder)  # read-only
         return submit_call(rt, spec, keep)
 
     def _derive(self, opts, namespace="default", job_env=None) -> tuple:

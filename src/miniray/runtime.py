@@ -54,7 +54,18 @@ def call_site(skip_miniray: bool = True) -> str:
     pkg = _PKG
     while f is not None and f.f_code.co_filename.startswith(pkg):
         f = f.f_back
-    return f"{f.f_code.co_filename}:{f.f_lineno}" if f is not None else "?"
+    if f is None:
+        return "?"
+    key = (f.f_code, f.f_lineno)
+    site = _SITES.get(key)
+    if site is None:                 # one string per call site, not one per call (1M queued calls)
+        if len(_SITES) > 10_000:
+            _SITES.clear()
+        site = _SITES[key] = f"{f.f_code.co_filename}:{f.f_lineno}"
+    return site
+
+
+_SITES: dict = {}
 
 
 class LocalTransport:
