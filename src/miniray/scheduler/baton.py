@@ -67,16 +67,19 @@ class Baton:
 
     # The node thread's main loop ------------------------------------------------------------------
     def run(self):
-        while not self._stopping:
-            events = self.selector.select(self._next_deadline())
-            if self.driving:            # the driver runs the steps while it waits; it saw these too
-                with self._park:        # looked at every PARK_S, not woken when a short drive
-                    while self.driving and not self._stopping:     # ends: a driver making round
-                        long = time.monotonic() - self._drive_start > LONG_DRIVE_S   # trips would
-                        self._park.wait(None if long else PARK_S)  # hand it the GIL each time
-                continue
-            with self.baton:
-                self._step(events)
+        try:
+            while not self._stopping:
+                events = self.selector.select(self._next_deadline())
+                if self.driving:        # the driver runs the steps while it waits; it saw these too
+                    with self._park:    # looked at every PARK_S, not woken when a short drive ends:
+                        while self.driving and not self._stopping:   # a driver making round trips
+                            long = time.monotonic() - self._drive_start > LONG_DRIVE_S   # would
+                            self._park.wait(None if long else PARK_S)  # hand it the GIL each time
+                    continue
+                with self.baton:
+                    self._step(events)
+        finally:                        # nothing is sealed any more: no get may wait for ever
+            self.store.abort_watches()
 
     def wake(self):
         if self.wake_pending:

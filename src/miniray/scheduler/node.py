@@ -14,7 +14,7 @@ attributes, so the hot path pays no extra call for the split):
                           the driver's thread, park/poke, the Ctrl-C hold
     scheduler/step.py     the step itself, and the {kind: handler} table of what clients send
     scheduler/pool.py     the worker processes: spawn (one place), forward prints, grow, kill, reap
-    scheduler/waiters.py  "get" and "wait" requests not yet answered
+    scheduler/waiters.py  "get" and "wait" of socket clients, answered by store Watches
     this module           a task's life: submit, place and send, done, retry or fail, cancel
 
 The step changes ``state`` (scheduler/state.py), the actor table (scheduler/actors.py) and the node
@@ -345,9 +345,6 @@ class Node(Baton, Step, Pool, Waiters):
             S.object_ready(self.state, oid)
         if oid in self.actors.blocked:
             self.actors.object_ready(oid)
-        if oid in self.waiters:
-            for w in self.waiters.pop(oid):
-                self._object_arrived(w, oid)
 
     # Shutdown ------------------------------------------------------------------------------------------
     def stop(self):
@@ -356,6 +353,7 @@ class Node(Baton, Step, Pool, Waiters):
         self._unpark()
         if self.thread.is_alive() and threading.current_thread() is not self.thread:
             self.thread.join(timeout=5)
+        self.store.abort_watches()
         for wc in self.nodes.peers.values():      # a clean stop, not a crash: nodes leave quietly
             try:
                 wc.conn.send([("bye",)])
