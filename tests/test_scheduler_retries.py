@@ -87,3 +87,18 @@ def test_an_actors_calls_in_flight_are_retried_under_max_task_retries():
     assert len(again) == 1 and failed == []
     again, failed = S.actor_calls_after_restart([spec("c4")], max_task_retries=0)
     assert again == [] and len(failed) == 1
+
+
+def test_an_actors_constructor_blocked_in_get_keeps_the_cpu_it_asked_for():
+    """#14 item 10: a task blocked in get lends its CPU out; an actor's constructor keeps what it
+    asked for explicitly (its lifetime resources), and lends out only the implicit placement CPU."""
+    st = placed(S.new_state({"CPU": 1.0}), spec("A", type="actor_creation"))
+    st.specs["A"].options["explicit"] = ("CPU",)          # num_cpus=1 given
+    S.worker_blocked(st, "w1")
+    assert st.available == {"CPU": 0.0} and st.workers["w1"].state == "busy"
+    S.worker_gone(st, "w1")                   # killed meanwhile: the CPU comes back
+    assert st.available == {"CPU": 1.0}
+    for kind in ("actor_creation", "task"):   # implicit CPU, or a task: lent out while blocked
+        st = placed(S.new_state({"CPU": 1.0}), spec("t1", type=kind))
+        S.worker_blocked(st, "w1")
+        assert st.available == {"CPU": 1.0} and st.workers["w1"].state == "blocked"

@@ -98,8 +98,7 @@ class ActorTable:
             self._die(actor, f"its constructor {actor.class_name}.__init__ raised:\n{err}")
             self.node.kill_worker(wc.holder)
             return
-        lifetime = {k: v for k, v in spec.resources.items() if k in spec.options.get("explicit", ())}
-        S.bind_actor(self.node.state, wc.holder, spec.actor_id, lifetime)
+        S.bind_actor(self.node.state, wc.holder, spec.actor_id, S.actor_lifetime_need(spec))
         actor.worker, actor.state = wc.holder, ALIVE
         self.pump(actor)
 

@@ -50,11 +50,11 @@ from miniray import exceptions as exc
 from miniray.events import schema
 from miniray.scheduler import state as S
 from miniray.scheduler.actors import ActorTable
-from miniray.scheduler.baton import LONG_DRIVE_S, PARK_S, Baton  # noqa: F401  (PARK_S: tests)
+from miniray.scheduler.baton import PARK_S, Baton  # noqa: F401  (PARK_S: tests import it from here)
 from miniray.scheduler.nodes import NodeTable
-from miniray.scheduler.pool import Pool, WorkerConn  # noqa: F401  (WorkerConn: its old home)
+from miniray.scheduler.pool import Pool, WorkerConn
 from miniray.scheduler.step import Step
-from miniray.scheduler.waiters import Waiter, Waiters  # noqa: F401
+from miniray.scheduler.waiters import Waiters
 from miniray.store.serialization import Serialized, desc_size, error_desc
 from miniray.transport.messages import Result
 

@@ -371,11 +371,22 @@ def hand_back(state: State, wid: str, tids: list) -> None:
 
 
 def worker_blocked(state: State, wid: str) -> None:
-    """The worker waits in ``get``: release its CPUs so others can run meanwhile."""
+    """The worker waits in ``get``: release its CPUs so others can run meanwhile.  Not an actor's
+    constructor that asked for resources of its own (``num_cpus=1`` given, say): those are the
+    actor's for its whole life, so they stay counted as used (as Ray counts them), and come back
+    when the actor is killed meanwhile, with its worker (``worker_gone``)."""
     slot = state.workers[wid]
-    if slot.state == "busy":
+    if slot.state == "busy" and not (slot.queue and (spec := state.specs.get(slot.queue[0])) is not None
+                                     and spec.type == "actor_creation" and actor_lifetime_need(spec)):
         _release(state, slot.held, slot.node)
         slot.state = "blocked"
+
+
+def actor_lifetime_need(spec) -> dict:
+    """What an actor holds while it lives: the resources its creation asked for explicitly (the
+    implicit CPU is only for placing it, as in Ray)."""
+    explicit = spec.options.get("explicit", ())
+    return {k: v for k, v in spec.resources.items() if k in explicit}
 
 
 def worker_unblocked(state: State, wid: str) -> None:
