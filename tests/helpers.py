@@ -131,3 +131,22 @@ def run_as_ray(tmp_path, modules: str, body: str, *args: str, timeout: float = 1
                          timeout=timeout, cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     return dict(line.split(" ", 1) for line in out.stdout.splitlines() if " " in line)
+
+
+def kill_blocked_constructor(rt, actor, blocker, total_cpus, used_meanwhile=None):
+    """#14 item 10, shared by the one-node and the cluster test: wait until ``actor``'s constructor
+    runs (and blocks in its get of ``blocker``), check the CPUs counted as used meanwhile, kill it,
+    and check that every CPU comes back and that later calls fail with ActorDiedError."""
+    import pytest
+    from miniray.events import events
+    assert wait_until(lambda: any(e["kind"] == "started" and e["task_id"] == actor._actor_id[1:]
+                                  for e in events()), timeout=20), "the constructor never started"
+    time.sleep(0.5)                         # it is now blocked in its get
+    if used_meanwhile is not None:
+        assert rt.available_resources().get("CPU") == total_cpus - used_meanwhile, rt.available_resources()
+    rt.kill(actor)
+    rt.cancel(blocker, force=True)
+    assert wait_until(lambda: rt.available_resources().get("CPU") == total_cpus, timeout=15), \
+        rt.available_resources()
+    with pytest.raises(rt.exceptions.ActorDiedError):
+        rt.get(actor.f.remote(), timeout=30)

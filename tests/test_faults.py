@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from helpers import alive, driver_script, read_line_starting, shm_of, start_driver, wait_until
+from helpers import alive, driver_script, kill_blocked_constructor, read_line_starting, shm_of, start_driver, wait_until
 
 
 def run_script(tmp_path, body, timeout=60):
@@ -293,16 +293,7 @@ def test_killing_an_actor_blocked_in_its_constructor_gives_its_cpu_back(rt):
     total = rt.cluster_resources()["CPU"]
     h = hang_r.remote()
     a = Slow.remote([h])
-    from miniray.events import events
-    assert wait_until(lambda: any(e["kind"] == "started" and e["task_id"] == a._actor_id[1:]
-                                  for e in events()), timeout=20), "the constructor never started"
-    time.sleep(0.3)                         # and is now blocked in its get
-    rt.kill(a)
-    rt.cancel(h, force=True)
-    assert wait_until(lambda: rt.available_resources().get("CPU") == total, timeout=15), \
-        rt.available_resources()
-    with pytest.raises(rt.exceptions.ActorDiedError):
-        rt.get(a.f.remote(), timeout=30)
+    kill_blocked_constructor(rt, a, h, total)
 
 
 # -- item 4: the event log keeps the newest events in bounded memory ------------------------------

@@ -11,6 +11,7 @@ import pytest
 
 import miniray
 from miniray.cluster_utils import Cluster
+from helpers import kill_blocked_constructor, wait_until
 
 pytestmark = pytest.mark.timeout(120, method="signal")
 
@@ -78,6 +79,31 @@ def test_custom_resources_route_tasks_and_actors(cluster):
 
     assert miniray.get(ask.remote(actor)) == box
     miniray.kill(actor)      # it holds big_box for life; later tests need the box
+
+
+def test_killing_an_actor_blocked_in_its_constructor_on_a_joined_node_gives_its_cpu_back(cluster):
+    """#14 item 10, the cluster half: the CPU of an actor whose constructor waits in ``get`` on
+    another node counts as used meanwhile, and comes back when the actor is killed."""
+    @miniray.remote(num_cpus=0)
+    def hang():
+        time.sleep(120)
+
+    @miniray.remote(num_cpus=1, resources={"ctor_box": 1})
+    class Slow:
+        def __init__(self, holder):
+            miniray.get(holder[0])          # waits for ever
+
+        def f(self):
+            return 1
+
+    box = cluster.add_node(num_cpus=1, resources={"ctor_box": 1})     # its own node: nothing else there
+    assert wait_until(lambda: "ctor_box" in miniray.cluster_resources(), timeout=30)
+    total = miniray.cluster_resources()["CPU"]
+    assert wait_until(lambda: miniray.available_resources().get("CPU") == total, timeout=20)
+    h = hang.remote()
+    a = Slow.remote([h])
+    kill_blocked_constructor(miniray, a, h, total, used_meanwhile=1)    # its num_cpus=1 stays used
+    cluster.remove_node(box, allow_graceful=True)
 
 
 def test_an_object_made_on_one_node_is_read_on_another_and_by_the_driver(cluster):
@@ -423,3 +449,4 @@ def test_a_driver_on_another_machine_pulls_objects_without_shared_memory(cluster
                          env=dict(os.environ, MINIRAY_TOKEN=cluster.token))
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["3999999", "3000000"]
+

@@ -182,11 +182,13 @@ class Runtime:
         if self.node is None:
             return fut.result(timeout)
         if not fut.done():            # the driver: run the node's loop here until the answer comes
-            from miniray.store.objects import Watch
-            answered = Watch()
+            answered = self.store.watch_answer()
             fut.add_done_callback(lambda _: answered.set())
-            if not self._await(answered, None if timeout is None else time.monotonic() + timeout):
-                return fut.result(0)      # TimeoutError, unless it came just now
+            try:
+                if not self._await(answered, None if timeout is None else time.monotonic() + timeout):
+                    return fut.result(0)      # TimeoutError, unless it came just now
+            finally:
+                self.store.unwatch(answered.remaining, answered)
         return fut.result()
 
     def _await(self, watch, deadline, spin=True) -> bool:
@@ -194,14 +196,11 @@ class Runtime:
         node's loop on this thread unless another thread already does.  ``spin``: poll a moment
         before sleeping (framing.SPIN_S), for a wait on one answer, where it saves a wake-up."""
         driven = self.node.drive(watch, deadline, spin)
-        if driven is not None:
-            return driven
-        while not watch.wait(1.0 if deadline is None else max(0.0, min(1.0, deadline - time.monotonic()))):
-            if deadline is not None and time.monotonic() >= deadline:
-                return False
-            if not self.node.thread.is_alive():   # don't wait for ever on a node thread that is gone
-                raise exc.RaySystemError(exc.NODE_STOPPED)
-        return True
+        if driven is None:      # another thread drives: the watch is set by a seal, or aborted
+            driven = watch.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        if watch.aborted:       # the node stopped (store.abort_watches)
+            raise exc.RaySystemError(exc.NODE_STOPPED)
+        return driven
 
     # -- reference counting --------------------------------------------------------------------
     def add_local_ref(self, oid: str) -> None:

@@ -1,6 +1,7 @@
 """The node's actor table: where each actor lives, its call queue, restarts and death.
 
-Runs in the node's steps (called from ``Node``, under its baton).  An actor's life:
+Runs in the node's steps (called from ``Node``, under its baton), and uses the node only through its
+interface (``NodeSide``, scheduler/interface.py): so tests/test_actor_table.py drives it with a fake.  An actor's life:
 
     PENDING ──constructor ok──► ALIVE ──worker died, restarts left──► RESTARTING ──► ALIVE
        │                          │                                       │
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 
 from miniray import exceptions as exc
 from miniray.scheduler import state as S
+from miniray.scheduler.interface import NodeSide
 
 PENDING, ALIVE, RESTARTING, DEAD = "PENDING", "ALIVE", "RESTARTING", "DEAD"
 
@@ -42,7 +44,7 @@ class Actor:
 
 
 class ActorTable:
-    def __init__(self, node):
+    def __init__(self, node: NodeSide):
         self.node = node
         self.actors: dict[str, Actor] = {}
         self.names: dict[tuple, str] = {}
@@ -66,7 +68,7 @@ class ActorTable:
             actor.key = (ns, name)
             self.names[actor.key] = spec.actor_id
         self.actors[spec.actor_id] = actor
-        self.node._submit(spec, ts)
+        self.node.submit(spec, ts)
         return opts["handle"]
 
     def lookup(self, name, namespace):
@@ -85,19 +87,18 @@ class ActorTable:
     def created(self, spec, result, wc):
         actor = self.actors.get(spec.actor_id)
         if actor is None or actor.state == DEAD:
-            self.node._kill_worker(wc.holder)
+            self.node.kill_worker(wc.holder)
             return
         if result.error == "ActorExit":
             self._die(actor, f"its constructor {actor.class_name}.__init__ called exit_actor()")
-            self.node._kill_worker(wc.holder)
+            self.node.kill_worker(wc.holder)
             return
         if result.error:
             err = pickle.loads(result.values[0][1][1]) if result.values else None
             self._die(actor, f"its constructor {actor.class_name}.__init__ raised:\n{err}")
-            self.node._kill_worker(wc.holder)
+            self.node.kill_worker(wc.holder)
             return
-        lifetime = {k: v for k, v in spec.resources.items() if k in spec.options.get("explicit", ())}
-        S.bind_actor(self.node.state, wc.holder, spec.actor_id, lifetime)
+        S.bind_actor(self.node.state, wc.holder, spec.actor_id, S.actor_lifetime_need(spec))
         actor.worker, actor.state = wc.holder, ALIVE
         self.pump(actor)
 
@@ -162,7 +163,7 @@ class ActorTable:
         actor = self.actors[aid]
         spec = actor.inflight.pop(tid, None)
         if spec is not None:
-            self.node._finish(spec, result, worker=wc.holder)
+            self.node.finish(spec, result, worker=wc.holder)
         if result.error == "ActorExit":       # exit_actor() or __ray_terminate__: ended on purpose
             self.kill(aid, cause=f"it exited on purpose: exit_actor() was called in {spec.name if spec else tid}")
 
@@ -218,7 +219,7 @@ class ActorTable:
         if forget:
             S.forget(self.node.state, actor.spec.task_id)
         if wid:
-            self.node._kill_worker(wid)
+            self.node.kill_worker(wid)
 
     def creation_lost(self, spec, wid):
         actor = self.actors.get(spec.actor_id)
@@ -233,21 +234,17 @@ class ActorTable:
         if actor.state == DEAD:
             self._fail_all(actor)
             return
-        if actor.restarts_left != 0:
-            actor.restarts_left -= 1 if actor.restarts_left > 0 else 0
-            actor.state = RESTARTING
+        left = S.actor_restarts_left(actor.restarts_left)
+        if left is not None:
+            actor.restarts_left, actor.state = left, RESTARTING
             retries = actor.spec.options.get("max_task_retries", 0)
-            again = []
-            for spec in actor.inflight.values():
-                if retries < 0 or spec.attempt < retries:
-                    spec.attempt += 1
-                    again.append(spec)
-                else:
-                    self.calls.pop(spec.task_id, None)
-                    self.node.fail(spec, exc.RayActorError(
-                        f"The actor {actor.class_name} died while running {spec.name} (its worker, pid "
-                        f"{pid}, exited). It is restarting; this call is not retried because "
-                        "max_task_retries is 0. Pass max_task_retries=N in .options() to retry calls."))
+            again, failed = S.actor_calls_after_restart(list(actor.inflight.values()), retries)
+            for spec in failed:
+                self.calls.pop(spec.task_id, None)
+                self.node.fail(spec, exc.RayActorError(
+                    f"The actor {actor.class_name} died while running {spec.name} (its worker, pid "
+                    f"{pid}, exited). It is restarting; this call is not retried: max_task_retries={retries} "
+                    "is used up. Pass a higher max_task_retries=N in .options() to retry calls."))
             actor.inflight.clear()
             actor.queue.extendleft(reversed(again))
             actor.spec.attempt += 1

@@ -1,7 +1,8 @@
 """The head's table of joined nodes: who is in the cluster, whether they are alive, and how to make
 again what a dead node held.  Also the head's TCP door, through which nodes and drivers come in.
 
-Runs in the node thread (``Node`` owns one, as it owns the actor table).  A joined node's life:
+Runs in the node's steps (``Node`` owns one, as it owns the actor table), and uses the node only
+through its interface (``NodeSide``, scheduler/interface.py).  A joined node's life:
 
     ("hello_node", ...) ──► ALIVE ──its connection closes, or no heartbeat for NODE_TIMEOUT──► DEAD
 
@@ -24,13 +25,14 @@ from collections import deque
 
 from miniray import exceptions as exc
 from miniray.scheduler import state as S
+from miniray.scheduler.interface import NodeSide
 from miniray.store.serialization import error_desc
 
 
 class NodeTable:
     NODE_TIMEOUT = 5.0      # seconds without a heartbeat before a node is declared dead
 
-    def __init__(self, node):
+    def __init__(self, node: NodeSide):
         self.node = node
         self.peers: dict = {}
         self.info: dict = {}
@@ -55,15 +57,14 @@ class NodeTable:
         self.listener, self.token = sock, token
         self.door = Door(sock, token, self._adopt)
         self.data_server = DataServer(node.store.arena, token, host)
-        node.store.addresses[node.node_id] = self.data_server.advertise(getattr(node, "node_ip", "127.0.0.1"))
+        node.store.addresses[node.node_id] = self.data_server.advertise(node.node_ip)
         set_token(token)
         return sock.getsockname()[1]
 
     def _adopt(self, sock, channel, peer):
-        """In the door's thread: an authenticated peer; the node thread takes it from the inbox."""
+        """In the door's thread: an authenticated peer, handed to the node."""
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.node.inbox.append((None, [("adopt", sock, channel)]))
-        self.node.wake()
+        self.node.adopt(sock, channel)
 
     def close(self):
         if self.listener is not None:
@@ -116,7 +117,7 @@ class NodeTable:
         node.placement_changed()
         for wid, slot in list(node.state.workers.items()):
             if slot.node == node_id and wid in node.conns:
-                node._worker_died(node.conns[wid])
+                node.worker_died(node.conns[wid])
             elif slot.node == node_id:
                 S.worker_gone(node.state, wid)
         node.store.addresses.pop(node_id, None)
@@ -150,7 +151,7 @@ class NodeTable:
                     "ObjectManagerPort": port, "ObjectStoreUsedMemory": store[0] if alive else 0,
                     "ObjectStoreMemory": store[1]}
         out = [entry(node.node_id, True, node.state.nodes[node.node_id]["total"],
-                     getattr(node, "node_ip", "127.0.0.1"))]
+                     node.node_ip)]
         for node_id, res in node.state.nodes.items():
             if node_id != node.node_id:
                 out.append(entry(node_id, True, res["total"], self.info.get(node_id, {}).get("ip", "?")))
@@ -190,7 +191,7 @@ class NodeTable:
                              f"{node_id[:12]}\n")
             spec.attempt = 0
             node.emit("reconstructing", task_id=tid, name=spec.name, node_id=node_id)
-            node._submit(spec, time.time())
+            node.submit(spec, time.time())
 
     def _reset_lost(self, node_id, lost) -> dict:
         store, rerun = self.node.store, {}

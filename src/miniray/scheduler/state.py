@@ -371,11 +371,22 @@ def hand_back(state: State, wid: str, tids: list) -> None:
 
 
 def worker_blocked(state: State, wid: str) -> None:
-    """The worker waits in ``get``: release its CPUs so others can run meanwhile."""
+    """The worker waits in ``get``: release its CPUs so others can run meanwhile.  Not an actor's
+    constructor that asked for resources of its own (``num_cpus=1`` given, say): those are the
+    actor's for its whole life, so they stay counted as used (as Ray counts them), and come back
+    when the actor is killed meanwhile, with its worker (``worker_gone``)."""
     slot = state.workers[wid]
-    if slot.state == "busy":
+    if slot.state == "busy" and not (slot.queue and (spec := state.specs.get(slot.queue[0])) is not None
+                                     and spec.type == "actor_creation" and actor_lifetime_need(spec)):
         _release(state, slot.held, slot.node)
         slot.state = "blocked"
+
+
+def actor_lifetime_need(spec) -> dict:
+    """What an actor holds while it lives: the resources its creation asked for explicitly (the
+    implicit CPU is only for placing it, as in Ray)."""
+    explicit = spec.options.get("explicit", ())
+    return {k: v for k, v in spec.resources.items() if k in explicit}
 
 
 def worker_unblocked(state: State, wid: str) -> None:
@@ -413,3 +424,69 @@ def forget(state: State, tid: str) -> None:
             return
         except ValueError:
             pass
+
+
+# Retries: what becomes of a call that failed or lost its worker --------------------------------------
+def retry(state: State, spec, is_ready) -> bool:
+    """A placed call failed with a retryable error (an application error under
+    ``retry_exceptions``): when ``max_retries`` has attempts left it runs again (its attempt
+    counted, submitted anew, waiting for those of its arguments not ``is_ready``) and this
+    returns True; False: its retries are used up, and its error is its result."""
+    if spec.attempt >= spec.max_retries:
+        return False
+    spec.attempt += 1
+    task_done(state, spec.task_id)
+    submit(state, spec, {o for o in spec.deps if not is_ready(o)})
+    return True
+
+
+def after_worker_lost(state: State, lost: list, cancelled) -> list:
+    """The calls ``lost`` with a dead worker (``worker_gone``): a list of (outcome, spec), one per
+    call the node still owns, in their order, with the state already changed:
+
+        "cancelled"      it was being cancelled: forgotten (it fails with TaskCancelledError)
+        "creation_lost"  an actor's constructor: forgotten here (the actor table restarts it or not)
+        "retried"        ``max_retries`` left: back at the head of the ready queue, attempt counted
+        "failed"         retries used up: forgotten (it fails with WorkerCrashedError)
+    """
+    out, again = [], []
+    for tid in lost:
+        spec = state.specs.get(tid)
+        if spec is None:
+            continue
+        if tid in cancelled:
+            outcome = "cancelled"
+        elif spec.type == "actor_creation":
+            outcome = "creation_lost"
+        elif spec.attempt < spec.max_retries:
+            outcome = "retried"
+            spec.attempt += 1
+            again.append(tid)
+        else:
+            outcome = "failed"
+        if outcome != "retried":
+            forget(state, tid)
+        out.append((outcome, spec))
+    requeue_front(state, again)
+    return out
+
+
+def actor_restarts_left(restarts_left: int) -> int | None:
+    """An actor's worker died: its restarts left after restarting it (-1: without limit), or None
+    when it may not restart (``max_restarts`` used up)."""
+    if restarts_left == 0:
+        return None
+    return restarts_left - 1 if restarts_left > 0 else restarts_left
+
+
+def actor_calls_after_restart(inflight: list, max_task_retries: int) -> tuple:
+    """The calls an actor had in flight when its worker died, as it restarts: (retried, failed).
+    A call is retried (attempt counted) while ``max_task_retries`` allows (-1: always)."""
+    again, failed = [], []
+    for spec in inflight:
+        if max_task_retries < 0 or spec.attempt < max_task_retries:
+            spec.attempt += 1
+            again.append(spec)
+        else:
+            failed.append(spec)
+    return again, failed

@@ -48,6 +48,7 @@ _MOVES = {
 
 
 _DONE = (READY, FAILED, SPILLED)      # a get or wait takes these as ready
+_ANSWER = "answer"   # an object id never sealed: a watch on it is set by its owner (``watch_answer``)
 _STORED = schema("object_id", "size", "location", "call_site", "pid", "node_id", "task_id")  # and "put"
 _FREED = schema("object_id")
 
@@ -83,13 +84,19 @@ class Entry:
 
 
 class Watch:
-    """A ``get``'s wait on the store: ``set`` once every object in ``remaining`` is ready.  The
-    Event behind ``wait`` is made only if someone waits (a driver that drives the node's loop
-    never does); ``poke`` (set by Node.drive) wakes a driver that selects instead."""
-    __slots__ = ("remaining", "done", "poke", "_event")
+    """The one way to wait for objects (``ObjectStore.watch``): set once all but ``slack`` of the
+    objects in ``remaining`` are ready (a ``get``: all; a ``wait`` for k of n: n - k), or, with
+    ``fail_fast`` (a ``get``), as soon as one has failed; or by the store closing (``aborted``).
 
-    def __init__(self):
-        self.done, self.poke, self._event = False, None, None
+    Who waits: the driver's own thread (``Runtime._await``: it runs the node's loop meanwhile, and
+    ``poke``, set by Node.drive, wakes it when another thread set this), and the node on behalf of a
+    socket client (scheduler/waiters.py: ``on_set`` answers the client, once).  The Event behind
+    ``wait`` is made only if someone blocks on it (a driver that drives the node's loop never does)."""
+    __slots__ = ("remaining", "slack", "fail_fast", "done", "aborted", "poke", "on_set", "_event")
+
+    def __init__(self, slack=0, fail_fast=True, on_set=None):
+        self.slack, self.fail_fast, self.on_set = slack, fail_fast, on_set
+        self.done, self.aborted, self.poke, self._event = False, False, None, None
 
     def set(self):
         self.done = True
@@ -97,6 +104,9 @@ class Watch:
             self._event.set()
         if self.poke is not None:
             self.poke()
+        if self.on_set is not None:
+            on_set, self.on_set = self.on_set, None
+            on_set(self)
 
     def is_set(self) -> bool:
         return self.done
@@ -143,7 +153,8 @@ class ObjectStore:
         # ``ref_queue`` itself, as ``lock`` would, without two Python-level calls per use
         self.spilled_bytes = 0
         self.on_ready = None   # set by the node: called with each oid that became READY or FAILED
-        self.watchers: dict = {}   # oid -> [Watch]: the driver's gets, woken when all are ready
+        self.watchers: dict = {}   # oid -> [Watch]: the gets and waits not yet answered (Watch)
+        self.watches_closed = False
         self.on_handles_gone = None   # set by the node: an actor has no handle and no pending call
         self.addresses: dict = {}     # node id -> (ip, port) of its DataServer (cluster mode only)
         self.free_remote = None       # set by the node: (node id, block) of another node's arena to free
@@ -185,8 +196,8 @@ class ObjectStore:
             if self.watchers:
                 for w in self.watchers.pop(oid, ()):
                     w.remaining.discard(oid)
-                    if not w.remaining or failed:     # a get raises the first error at once
-                        w.set()
+                    if not w.remaining or (failed and w.fail_fast) or (w.slack and len(w.remaining) <= w.slack):
+                        w.set()                       # a get raises the first error at once
         self.add_event((_STORED, "put" if not task_id else "stored", time.time(), oid, e.size,
                         "shared_memory" if kind == "shm" else "inline", e.call_site, pid, self.node_id, task_id))
         if self.on_ready:
@@ -238,19 +249,38 @@ class ObjectStore:
             e.desc, e.node, e.copies, e.contains = None, "", [], ()
             e.move(PENDING)
 
-    def watch(self, oids: set) -> Watch:
-        """An Event set once every object in ``oids`` is ready, or as soon as one has failed (a
-        ``get`` of a list raises the first error at once, as Ray's does)."""
-        w = Watch()
+    def watch(self, oids: set, slack=0, fail_fast=True, on_set=None) -> Watch:
+        """A Watch (above) on ``oids``, set at once if they are ready already.  Once the store is
+        closed (``abort_watches``) every watch is set as aborted."""
+        w = Watch(slack, fail_fast, on_set)
         with self.lock:
             entries = self.entries
             w.remaining = {o for o in oids if (e := entries.get(o)) is None or e.state not in _DONE}
-            if not w.remaining or self.any_failed(oids):
+            if self.watches_closed:
+                w.aborted = True
+                w.set()
+                return w
+            if not w.remaining or (fail_fast and self.any_failed(oids)) or (slack and len(w.remaining) <= slack):
                 w.set()
                 return w
             for o in w.remaining:
                 self.watchers.setdefault(o, []).append(w)
         return w
+
+    def watch_answer(self) -> Watch:
+        """A Watch its owner sets (the answer to a driver's request came), or the store's closing."""
+        return self.watch((_ANSWER,))
+
+    def abort_watches(self) -> None:
+        """The node stopped: nothing will be sealed any more; every watch, now or later, is set
+        as aborted, so no waiter waits for ever."""
+        with self.lock:
+            self.watches_closed = True
+            watches = [w for ws in self.watchers.values() for w in ws]
+            self.watchers.clear()
+        for w in watches:
+            w.aborted = True
+            w.set()
 
     def any_failed(self, oids) -> bool:
         entries = self.entries
