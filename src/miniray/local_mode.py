@@ -80,7 +80,7 @@ class LocalModeRuntime:
         self.job_env = dict(job_env or {})
         os.environ.update(self.job_env)
         self.node_id = uuid.uuid4().hex
-        self.address, self.session_dir, self.lost = None, "", ""
+        self.address, self.session_dir, self.lost, self.node_ip = None, "", "", "127.0.0.1"
         self.inline_max, self.node, self.store, self.arena = inline_max, None, None, None
         self.events = EventLog()
         self.fns: set = set()

@@ -111,8 +111,10 @@ class LocalClient:
 
 
 class Node:
-    def __init__(self, *, session_dir, node_id, total, store, events, num_workers, inline_max):
+    def __init__(self, *, session_dir, node_id, total, store, events, num_workers, inline_max,
+                 node_ip="127.0.0.1"):
         self.session_dir, self.node_id, self.store, self.events = session_dir, node_id, store, events
+        self.node_ip = node_ip
         self.emit, self.add_event = events.emit, events.append    # append: ``trim`` keeps the cap
         self.state = S.new_state(total, node_id)
         self.actors = ActorTable(self)
@@ -137,10 +139,6 @@ class Node:
         self._seq = 0
         self._stopping = False
         self.wake_pending = False
-        self.store.on_ready = self._object_ready
-        self.store.on_handles_gone = self._handles_gone
-        self.store.free_remote = self.nodes.free_remote
-        self.store.on_freed = self.nodes.object_freed
         self.sock_path = os.path.join(session_dir, "node.sock")
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.listener.bind(self.sock_path)
@@ -417,7 +415,7 @@ class Node:
         self.drivers[wc.holder] = wc
         self.clients[wc.holder] = wc
         wc.deliver([("welcome", wc.holder, self.node_id, self.store.arena.path, self.store.arena.capacity,
-                     self.inline_max, self.session_dir, getattr(self, "node_ip", "127.0.0.1"))])
+                     self.inline_max, self.session_dir, self.node_ip)])
 
     def _driver_gone(self, wc):
         """A driver disconnected: its refs, pins and unsealed blocks go, and so do the actors it

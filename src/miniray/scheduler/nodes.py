@@ -55,7 +55,7 @@ class NodeTable:
         self.listener, self.token = sock, token
         self.door = Door(sock, token, self._adopt)
         self.data_server = DataServer(node.store.arena, token, host)
-        node.store.addresses[node.node_id] = self.data_server.advertise(getattr(node, "node_ip", "127.0.0.1"))
+        node.store.addresses[node.node_id] = self.data_server.advertise(node.node_ip)
         set_token(token)
         return sock.getsockname()[1]
 
@@ -150,7 +150,7 @@ class NodeTable:
                     "ObjectManagerPort": port, "ObjectStoreUsedMemory": store[0] if alive else 0,
                     "ObjectStoreMemory": store[1]}
         out = [entry(node.node_id, True, node.state.nodes[node.node_id]["total"],
-                     getattr(node, "node_ip", "127.0.0.1"))]
+                     node.node_ip)]
         for node_id, res in node.state.nodes.items():
             if node_id != node.node_id:
                 out.append(entry(node_id, True, res["total"], self.info.get(node_id, {}).get("ip", "?")))

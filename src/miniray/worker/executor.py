@@ -32,21 +32,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 from miniray import exceptions as exc
 from miniray.exceptions import format_remote_traceback
+from miniray.refs import ArgRef, DynamicObjectRefGenerator, ObjectRef, item_id
 from miniray.store.serialization import SCALARS, Serialized, deserialize, dumps, serialize
 from miniray.transport.messages import Result
 
 _PKG = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-class ArgRef:
-    """Stands for a top-level ObjectRef argument inside the pickled arguments."""
-    __slots__ = ("oid",)
-
-    def __init__(self, oid):
-        self.oid = oid
-
-    def __reduce__(self):
-        return (ArgRef, (self.oid,))
 
 
 def fill_args(spec, values: dict) -> tuple:
@@ -120,8 +110,10 @@ class Executor:
         if self._omp_set:
             os.environ["OMP_NUM_THREADS"] = "1"                # as Ray: a task gets its CPUs' worth
         signal.signal(signal.SIGINT, self._on_sigint)
-        rt.context_of = self.context
-        rt.blocking = self.blocking
+
+    def one_at_a_time(self) -> bool:
+        """Is this worker a sequential actor (a call to itself would wait for ever)?"""
+        return self.actor_spec is not None and self.sequential
 
     def blocking(self, on: bool) -> None:
         """A call is about to wait in ``get`` (on=True) or is done waiting: hand back queued calls."""
@@ -373,7 +365,6 @@ class Executor:
 
     @staticmethod
     def _stream_end(refs):
-        from miniray.generators import DynamicObjectRefGenerator
         return DynamicObjectRefGenerator(refs)
 
     def _stream_failed(self, spec, refs, err):
@@ -381,8 +372,6 @@ class Executor:
         if spec.num_returns != "dynamic" or retrying:      # the task fails (and is run again)
             err.__miniray_items__ = [r.hex() for r in refs]
             raise err
-        from miniray.generators import item_id
-        from miniray.refs import ObjectRef
         oid = item_id(spec.task_id, len(refs))
         refs.append(ObjectRef(oid))
         blob = self._error(spec, err, time.time()).values[0][1]
@@ -390,8 +379,6 @@ class Executor:
         return self._stream_end(refs)
 
     def _stream_item(self, spec, refs, item):
-        from miniray.generators import item_id
-        from miniray.refs import ObjectRef
         oid = item_id(spec.task_id, len(refs))
         refs.append(ObjectRef(oid))
         self.rt.put_serialized(oid, serialize(item), spec.call_site)
