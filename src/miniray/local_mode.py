@@ -267,7 +267,7 @@ class LocalModeRuntime:
                 oid = item_id(spec.task_id, len(refs))
                 refs.append(ObjectRef(oid))
                 self._store(oid, ("ok", item), _SIZE_UNKNOWN, spec.call_site, task_id=spec.task_id)
-            return [(spec.returns[0], DynamicObjectRefGenerator(refs))]   # as the executor's _stream_end
+            return [(spec.returns[0], DynamicObjectRefGenerator(refs))]   # as the executor's _stream
         if n == 1:
             return [(spec.returns[0], value)]
         values = list(value) if value is not None else []
