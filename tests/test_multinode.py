@@ -415,7 +415,7 @@ import sys
 import numpy as np
 import miniray
 miniray.init(address=sys.argv[1])
-rt = miniray.runtime.current_runtime()
+rt = miniray.api.current_runtime()
 assert rt.arena is None, "this driver should not see the head's shared memory"
 
 @miniray.remote(resources={"big_box": 1})

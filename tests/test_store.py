@@ -164,7 +164,7 @@ def test_room_held_by_the_drivers_dropped_views_is_found_inside_a_node_step(own_
     """A worker's alloc is served inside a step of the node's loop, which cannot handle the
     driver's queued unpins until it ends: the store applies them on the spot instead.  (Seen in
     CI as a task result failing with ObjectStoreFullError while spilling.)"""
-    from miniray.runtime import current_runtime
+    from miniray.api import current_runtime
     rt = current_runtime()
     refs = [ray.put(np.full(50 * MiB // 8, i, dtype=np.int64)) for i in range(5)]    # 250 MiB
     views = [_get(r) for r in refs]                          # pinned while the driver holds them

@@ -915,7 +915,7 @@ def test_sync_calls_are_served_on_the_driver_thread(rt, how):
     import collections
     import threading
 
-    from miniray import runtime as rt_mod
+    from miniray import api as rt_mod
     node = rt_mod.current_runtime().node
     by_thread = collections.Counter()
     step = node._step
@@ -952,7 +952,7 @@ def test_a_get_of_many_refs_sleeps_where_a_get_of_one_polls(rt, monkeypatch):
 def test_a_long_get_wakes_the_node_thread_when_it_ends(rt):
     """Past LONG_DRIVE_S the parked node thread stops looking and sleeps until the get ends; then
     it serves the workers again at once, with no driver call to help it."""
-    from miniray import runtime as rt_mod
+    from miniray import api as rt_mod
     node = rt_mod.current_runtime().node
     assert ray.get(sleep_then.remote(0.1, 1)) == 1
     ref = sleep_then.remote(0.05, 2)          # nobody waits on it: the node thread must take it
@@ -964,7 +964,7 @@ def test_round_trips_leave_the_node_thread_asleep(rt):
     """While the driver makes round trips, the node thread stays parked: it looks every PARK_S
     whether the driver still drives, and is not woken (to take the GIL) each time a get ends.
     Counted as the times the thread went to sleep (Linux's voluntary context switches)."""
-    from miniray import runtime as rt_mod
+    from miniray import api as rt_mod
     from miniray.scheduler.node import PARK_S
     node = rt_mod.current_runtime().node
 

@@ -23,7 +23,8 @@ from miniray import exceptions as exc
 from miniray.options import ACTOR_OPTIONS, check_method_options, check_options
 from miniray.refs import ObjectRef
 from miniray.remote_function import fixed_arity, pack_args, resource_request, return_ids, submit_call
-from miniray.runtime import call_site, current_runtime
+from miniray.api import current_runtime
+from miniray.runtime import call_site
 from miniray.store.serialization import dumps_code
 from miniray.transport.messages import TaskSpec
 

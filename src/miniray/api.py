@@ -1,20 +1,20 @@
 """The public functions: they check their arguments, then hand off to the one runtime object.
 
 Local mode (``init()`` with no address) starts a Node thread in this process, an object-store arena in
-``/dev/shm`` and one worker process per CPU.  Nothing here keeps state of its own: ``runtime._current``
-is the runtime, reached through ``current_runtime()``.
+``/dev/shm`` and one worker process per CPU (boot.py builds it).  Nothing here keeps state of its own:
+``refs._current`` is the runtime, reached through ``current_runtime()``, which starts a local one on
+first use, as Ray does.
 """
 from __future__ import annotations
 
 import atexit
 import os
-import shutil
 
 from miniray import exceptions as exc
-from miniray import runtime as _rt
+from miniray import refs as _refs
 from miniray import tracebacks
 from miniray.refs import ObjectRef
-from miniray.runtime import call_site, current_runtime
+from miniray.runtime import call_site
 
 INLINE_MAX = 100 * 1024
 
@@ -27,6 +27,17 @@ class RuntimeInfo(dict):
 
     def __exit__(self, *a):
         shutdown()
+
+
+def current_runtime(auto_init: bool = True):
+    """The runtime of this process; the first use with no ``init()`` starts a local one, as Ray does."""
+    rt = _refs._current
+    if rt is None:
+        if not auto_init:
+            raise RuntimeError("miniray is not running: call miniray.init() first.")
+        init()
+        rt = _refs._current
+    return rt
 
 
 # -- start and stop --------------------------------------------------------------------------------
@@ -58,9 +69,9 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None, object_s
     from miniray.options import check_options
     check_options({"runtime_env": runtime_env}, {"runtime_env"}, "init()")
     job_env = dict((runtime_env or {}).get("env_vars") or {})
-    if _rt._current is not None:
+    if _refs._current is not None:
         if ignore_reinit_error:
-            return _info(_rt._current)
+            return _info(_refs._current)
         raise RuntimeError("miniray.init() was already called in this process. Call miniray.shutdown() "
                            "first, or pass ignore_reinit_error=True to reuse the running runtime.")
     for name, v in (("num_cpus", num_cpus), ("num_gpus", num_gpus)):
@@ -68,62 +79,37 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None, object_s
             raise ValueError(f"init({name}={v!r}): give a number >= 0.")
     if resources is not None and not isinstance(resources, dict):
         raise TypeError("init(resources=...) takes a dict such as {'teacher': 1}.")
+    namespace = namespace or "default"
+    address = address or os.environ.get("MINIRAY_ADDRESS") or None
     if local_mode:                # debug mode: every call inline in this thread (local_mode.py)
         from miniray.local_mode import LocalModeRuntime
-        _rt._current = LocalModeRuntime(num_cpus=num_cpus, num_gpus=num_gpus, resources=resources,
-                                        namespace=namespace or "default", inline_max=_inline_max,
-                                        job_env=job_env)
-        atexit.register(_shutdown_at_exit)
-        return _info(_rt._current)
-    address = address or os.environ.get("MINIRAY_ADDRESS") or None
-    if address not in (None, "local"):
+        runtime = LocalModeRuntime(num_cpus=num_cpus, num_gpus=num_gpus, resources=resources,
+                                   namespace=namespace, inline_max=_inline_max, job_env=job_env)
+    elif address not in (None, "local"):
         from miniray.cluster.client import connect
-        _rt._current = connect(address, namespace=namespace or "default")
-        _rt._current.job_env = job_env
-        atexit.register(_shutdown_at_exit)
-        return _info(_rt._current)
-    from miniray import session
-    from miniray.scheduler.node import LocalClient
-
-    session.reap_stale_sessions()
-    session_dir = session.new_session_dir()
-    node = session.start_node(num_cpus=num_cpus, num_gpus=num_gpus, resources=resources,
-                              object_store_memory=object_store_memory, inline_max=_inline_max,
-                              session_dir=session_dir)
-    store, events, arena, node_id = node.store, node.events, node.store.arena, node.node_id
-    transport = _rt.LocalTransport(node)
-    runtime = _rt.Runtime(transport, "driver", node_id=node_id, job_id="01000000", arena=arena,
-                          inline_max=_inline_max, node=node, store=store, events=events,
-                          session_dir=session_dir)
-    runtime.namespace = namespace or "default"
-    runtime.job_env = job_env
-    transport.client = LocalClient(runtime)
-    node.pull_refs = runtime.flush_pending_to_node
-    store.reclaim = runtime.reclaim
-    _rt._current = runtime
-    node.start()
+        runtime = connect(address, namespace=namespace, job_env=job_env)
+    else:
+        from miniray import boot
+        runtime = boot.local_driver(num_cpus=num_cpus, num_gpus=num_gpus, resources=resources,
+                                    object_store_memory=object_store_memory, inline_max=_inline_max,
+                                    namespace=namespace, job_env=job_env)
+    _refs.set_current(runtime)
     atexit.register(_shutdown_at_exit)
     return _info(runtime)
 
 
 def _info(runtime) -> RuntimeInfo:
     return RuntimeInfo(node_id=runtime.node_id, session_dir=runtime.session_dir, address=runtime.address,
-                       node_ip_address="127.0.0.1", namespace=runtime.namespace)
+                       node_ip_address=runtime.node_ip, namespace=runtime.namespace)
 
 
 def shutdown() -> None:
     """Stop the runtime: workers exit, shared memory and the session directory are removed."""
-    runtime = _rt._current
+    runtime = _refs._current
     if runtime is None:
         return
-    _rt._current = None
-    if runtime.node is None:
-        runtime.close()
-    else:
-        runtime.node.stop()
-        runtime.arena.unlink()
-        runtime.arena.close()
-        shutil.rmtree(runtime.session_dir, ignore_errors=True)
+    _refs.set_current(None)
+    runtime.close()
 
 
 def _shutdown_at_exit():
@@ -134,7 +120,7 @@ def _shutdown_at_exit():
 
 
 def is_initialized() -> bool:
-    return _rt._current is not None
+    return _refs._current is not None
 
 
 # -- objects ------------------------------------------------------------------------------------------
@@ -158,7 +144,7 @@ def get(object_refs, *, timeout=None, progress=False):
         raise ValueError("get(timeout=...) must be >= 0 or None.")
     rt = current_runtime()
     if progress and not single:
-        from miniray.util.progress import track
+        from miniray.progress import track
         track(refs, wait, timeout=timeout)
     try:
         values = rt.get([r._id for r in refs], timeout)
@@ -261,6 +247,7 @@ def nodes() -> list:
 
 def timeline(filename=None):
     from miniray.events import timeline as _timeline
+    current_runtime()           # started on first use, as every call here
     return _timeline(filename)
 
 

@@ -5,7 +5,7 @@
                                   spilled / restored / copied     │       │
     NodeTable (a node died)   ──► lost / reconstructing          ─┘       └──► events(since), cursor()
                                                                                ──► miniray_magics
-    a driver joined over TCP reads the head's log by request (cluster/client.py: RemoteEventLog)
+    a driver joined over TCP reads the head's log by request (runtime.py: RemoteEventLog)
 
 Who writes: the process that holds the node (the driver in local mode, a cluster's head), from
 whichever thread runs a step of the node's loop (scheduler/node.py) or the driver's own ``put``.
@@ -55,6 +55,8 @@ from __future__ import annotations
 import threading
 import time
 from typing import Any
+
+from miniray import refs
 
 KINDS = ("submitted", "started", "finished", "put", "stored", "freed", "spilled", "restored", "copied",
          "lost", "reconstructing", "workflow_step")
@@ -131,10 +133,24 @@ class EventLog:
         return self._base + len(self._events)
 
 
-def _log() -> EventLog:
-    from miniray.runtime import current_runtime
+class _NoLog:
+    """No runtime is running: nothing was logged yet (the next ``init()`` starts from seq 0)."""
 
-    return current_runtime().events
+    def since(self, seq: int = 0) -> list:
+        return []
+
+    def __len__(self) -> int:
+        return 0
+
+    def emit(self, kind: str, **fields: Any) -> None:
+        pass
+
+
+def _log():
+    """The log of this process's runtime: its own (local driver), the node's read by request
+    (a worker, a joined driver, runtime.RemoteEventLog), or none yet."""
+    rt = refs._current
+    return rt.events if rt is not None else _NoLog()
 
 
 def events(since: int = 0) -> list[dict[str, Any]]:
@@ -144,12 +160,8 @@ def events(since: int = 0) -> list[dict[str, Any]]:
 
 def emit(kind: str, **fields: Any) -> None:
     """Log an event from a library (in a local driver; where this process keeps no log of its own, as
-    in a worker or a driver joined to a cluster, nothing happens)."""
-    from miniray.runtime import current_runtime
-
-    add = getattr(getattr(current_runtime(), "events", None), "emit", None)
-    if add is not None:
-        add(kind, **fields)
+    in a worker or a driver joined to a cluster, or no runtime runs, nothing happens)."""
+    _log().emit(kind, **fields)
 
 
 def cursor() -> int:

@@ -15,27 +15,7 @@ The items stay alive because the final object captures refs to all of them.
 """
 from __future__ import annotations
 
-from miniray.refs import ObjectRef
-
-
-def item_id(task_id: str, i: int) -> str:
-    return f"{task_id}g{i:x}"
-
-
-class DynamicObjectRefGenerator:
-    """The refs a finished generator task produced (``num_returns="dynamic"``)."""
-
-    def __init__(self, refs):
-        self._refs = list(refs)
-
-    def __iter__(self):
-        return iter(self._refs)
-
-    def __len__(self):
-        return len(self._refs)
-
-    def __repr__(self):
-        return f"DynamicObjectRefGenerator({len(self._refs)} refs)"
+from miniray.refs import DynamicObjectRefGenerator, ObjectRef, item_id  # noqa: F401  (the first and last live in refs.py, low in the layers)
 
 
 class ObjectRefGenerator:
@@ -115,7 +95,7 @@ def wait_with_generators(entries: list, num_returns: int, timeout):
     end) is, as in Ray.  Polls the ids without blocking, then blocks on the ones not ready yet."""
     import time
 
-    from miniray.runtime import current_runtime
+    from miniray.api import current_runtime
     if not 1 <= num_returns <= len(entries):
         raise ValueError(f"wait(num_returns={num_returns!r}) must be between 1 and the number of "
                          f"entries ({len(entries)}).")

@@ -80,7 +80,7 @@ class LocalModeRuntime:
         self.job_env = dict(job_env or {})
         os.environ.update(self.job_env)
         self.node_id = uuid.uuid4().hex
-        self.address, self.session_dir, self.lost = None, "", ""
+        self.address, self.session_dir, self.lost, self.node_ip = None, "", "", "127.0.0.1"
         self.inline_max, self.node, self.store, self.arena = inline_max, None, None, None
         self.events = EventLog()
         self.fns: set = set()
@@ -267,7 +267,7 @@ class LocalModeRuntime:
                 oid = item_id(spec.task_id, len(refs))
                 refs.append(ObjectRef(oid))
                 self._store(oid, ("ok", item), _SIZE_UNKNOWN, spec.call_site, task_id=spec.task_id)
-            return [(spec.returns[0], DynamicObjectRefGenerator(refs))]   # as the executor's _stream_end
+            return [(spec.returns[0], DynamicObjectRefGenerator(refs))]   # as the executor's _stream
         if n == 1:
             return [(spec.returns[0], value)]
         values = list(value) if value is not None else []

@@ -7,6 +7,12 @@ once no process, pending task or containing object needs it.
 
 The value's own life (pending → ready/failed → spilled → freed) is a state machine kept by the store
 (``store/objects.py``), not by the ref: a ref is a reader's ticket, not the value.
+
+This module is low in the layers (exceptions → refs → transport → ...), so what holds refs lives here
+too: ``ArgRef`` (a top-level ref argument inside a call's pickled arguments), the ids of a generator's
+items and ``DynamicObjectRefGenerator``.  And so does ``_current``, the one runtime of this process
+(``runtime.py`` builds it, ``set_current`` installs it): every ObjectRef counts itself there, and a
+module global is the cheapest thing to read on that path.  Nothing here imports a higher layer.
 """
 from __future__ import annotations
 
@@ -14,9 +20,14 @@ import concurrent.futures
 import threading
 import types
 
-from miniray import runtime as _runtime
-
 _capture = threading.local()
+_current = None     # the Runtime of this process, or None (``set_current``)
+
+
+def set_current(runtime) -> None:
+    """Make ``runtime`` this process's one runtime (None: there is none now)."""
+    global _current
+    _current = runtime
 
 
 class ObjectRef:
@@ -26,7 +37,7 @@ class ObjectRef:
         self._id = object_id
         self._counted = False
         if _count:
-            rt = _runtime._current
+            rt = _current
             if rt is not None:
                 rt.add_local_ref(object_id)
                 self._counted = True
@@ -56,7 +67,7 @@ class ObjectRef:
     # -- lifetime -----------------------------------------------------------------------------
     def __del__(self):
         if self._counted:
-            rt = _runtime._current
+            rt = _current
             if rt is not None:
                 rt.remove_local_ref(self._id)
 
@@ -78,9 +89,11 @@ class ObjectRef:
         fut: concurrent.futures.Future = concurrent.futures.Future()
 
         def fill():
-            from miniray import api
             try:
-                fut.set_result(api.get(self))
+                rt = _current
+                if rt is None:
+                    raise RuntimeError("miniray is not running any more: this ref's value is gone.")
+                fut.set_result(rt.get([self._id], None)[0])
             except BaseException as exc:  # the task's own error goes to the future's waiter
                 fut.set_exception(exc)
 
@@ -117,3 +130,36 @@ class capture_refs:
     def __exit__(self, *exc):
         _capture.refs = self._outer
         return False
+
+
+class ArgRef:
+    """Stands for a top-level ObjectRef argument inside the pickled arguments of a call: the
+    worker puts the value in its place (worker/executor.py ``fill_args``)."""
+    __slots__ = ("oid",)
+
+    def __init__(self, oid):
+        self.oid = oid
+
+    def __reduce__(self):
+        return (ArgRef, (self.oid,))
+
+
+def item_id(task_id: str, i: int) -> str:
+    """The object id of a generator task's ``i``-th yielded item (generators.py)."""
+    return f"{task_id}g{i:x}"
+
+
+class DynamicObjectRefGenerator:
+    """The refs a finished generator task produced (``num_returns="dynamic"``)."""
+
+    def __init__(self, refs):
+        self._refs = list(refs)
+
+    def __iter__(self):
+        return iter(self._refs)
+
+    def __len__(self):
+        return len(self._refs)
+
+    def __repr__(self):
+        return f"DynamicObjectRefGenerator({len(self._refs)} refs)"

@@ -17,11 +17,11 @@ import uuid
 import cloudpickle
 
 from miniray.options import TASK_OPTIONS, check_options
-from miniray.refs import ObjectRef
-from miniray.runtime import call_site, current_runtime
+from miniray.refs import ArgRef, ObjectRef
+from miniray.api import current_runtime
+from miniray.runtime import call_site
 from miniray.store.serialization import SCALARS, dumps_code, serialize
 from miniray.transport.messages import TaskSpec
-from miniray.worker.executor import ArgRef
 
 def resource_request(opts: dict, default_cpus: float) -> dict:
     need = {"CPU": float(opts.get("num_cpus", default_cpus) if opts.get("num_cpus") is not None else default_cpus)}

@@ -1,7 +1,7 @@
-"""The one runtime object per process, and the accessor that finds it (STYLE 9).
+"""The one runtime object per process: ids, ref counts, put/get/wait, submit (STYLE 9).
 
     api.py / remote_function.py / actor.py
-                 │ current_runtime()
+                 │ api.current_runtime()  (refs._current)
                  ▼
             Runtime  ── ids, ref counts, put/get/wait, submit ──► transport
                                                                  │
@@ -10,12 +10,17 @@
          worker of a joined node, driver joined over TCP (cluster/client.py):
                               SocketTransport ── TCP ──────► the head's Node
 
+A process's role is fixed when its Runtime is built, by what it is given: the way it reaches
+objects (``access``: one of access.py's four kinds), its transport, for a worker its executor
+(``worker``: the current call's context, the hand-back before a blocking get), for the local driver
+the node, store and event log.  The methods the hot path calls are chosen then, once (``submit``,
+``add_local_ref``, ``put_serialized``, ``write_object``), so no call asks what this process is.
+Who builds which: ``boot.local_driver`` (init()), ``worker/main.py``, ``cluster/client.connect``.
+
 State owned: ``_counts`` (oid → live ObjectRef instances in this process), ``_pending`` (ref
 changes and unpins not yet sent, in order; the driver's new refs go to its store at once),
-``fns`` (functions already registered with the node), the id counter.  The driver's Runtime also
-holds the Node, the store and the event log (``api.shutdown`` stops them in order: node thread,
-workers, arena, session directory); a worker's gets ``context_of`` and ``blocking`` from its
-Executor, a joined node's worker ``local_store`` (its node's allocator), a TCP driver ``close``.
+``fns`` (functions already registered with the node), the id counter.  ``close`` stops what the
+builder started (``closer``: for the local driver node thread, workers, arena, session directory).
 """
 from __future__ import annotations
 
@@ -30,20 +35,8 @@ from concurrent.futures import Future
 
 from miniray import exceptions as exc
 
-_current = None   # the Runtime of this process, or None
 SPIN_MAX_OBJECTS = 2
 _LOOKING = {"list_objects", "summary", "events", "events_len", "resources"}
-
-
-def current_runtime(auto_init: bool = True):
-    """The runtime of this process; the first use with no ``init()`` starts a local one, as Ray does."""
-    if _current is None:
-        if not auto_init:
-            raise RuntimeError("miniray is not running: call miniray.init() first.")
-        from miniray import api
-        api.init()
-    return _current
-
 
 _PKG = os.path.dirname(__file__)
 
@@ -68,25 +61,11 @@ def call_site(skip_miniray: bool = True) -> str:
 _SITES: dict = {}
 
 
-class LocalTransport:
-    """The driver talking to the Node thread in its own process."""
+class Transport:
+    """What both transports share: the requests sent and not yet answered, and reading replies."""
 
-    def __init__(self, node):
-        self.node = node
-        self._client = None
+    def __init__(self):
         self._futures: dict[int, Future] = {}
-
-    @property
-    def client(self):
-        return self._client
-
-    @client.setter
-    def client(self, client):
-        self._client = client
-        self.send = functools.partial(self.node.offer, client)   # ``send``, one call less per message
-
-    def send(self, items):
-        self.node.offer(self.client, items)
 
     def expect(self, rid):
         fut = self._futures[rid] = Future()
@@ -98,24 +77,69 @@ class LocalTransport:
             fut.set_result(value) if ok else fut.set_exception(value)
         return fut is not None
 
+    def take_replies(self, items) -> None:
+        """The ("reply", rid, ok, value) items among ``items`` answer their requests."""
+        for item in items:
+            if item[0] == "reply":
+                self.resolve(item[1], item[2], item[3])
 
-class SocketTransport(LocalTransport):
-    """A worker talking to its node over ``node.sock``; a reader thread calls ``resolve``."""
+    def fail_all(self, err) -> None:
+        """Every request still waiting raises ``err`` (the other side is gone)."""
+        for rid in list(self._futures):
+            self.resolve(rid, False, err)
+
+
+class LocalTransport(Transport):
+    """The driver talking to the Node thread in its own process.  It is also the node's client for
+    the driver (``holder``, ``deliver``): the node hands replies straight back to it."""
+    holder = "driver"
+    pid = None
+
+    def __init__(self, node):
+        super().__init__()
+        self.node = node
+        self.send = functools.partial(node.offer, self)    # ``send``, one call less per message
+
+    deliver = Transport.take_replies
+
+
+class SocketTransport(Transport):
+    """A worker, or a driver joined over TCP, talking to its node over a connection; a reader
+    thread (worker/main.py ``Inbox``, cluster/client.py) hands it the replies."""
 
     def __init__(self, conn):
+        super().__init__()
         self.conn = conn
-        self._futures = {}
+        self.send = conn.send
 
-    def send(self, items):
-        self.conn.send(items)
+
+class RemoteEventLog:
+    """The node's event log, for a process with none of its own: read over requests (the magics
+    and timeline() of a joined driver); ``emit`` from a library here logs nothing."""
+
+    def __init__(self, rt):
+        self.rt = rt
+
+    def since(self, seq: int = 0):
+        return self.rt.request("events", seq)
+
+    def __len__(self):
+        return self.rt.request("events_len")
+
+    def emit(self, kind, **fields) -> None:
+        pass
 
 
 class Runtime:
     def __init__(self, transport, holder: str, *, node_id: str, job_id: str, arena, inline_max: int,
-                 node=None, store=None, events=None, session_dir: str = "", address=None):
+                 access, worker=None, node=None, store=None, events=None, session_dir: str = "",
+                 address=None, node_ip: str = "127.0.0.1", namespace: str = "default", job_env=None,
+                 closer=None):
+        """``access`` and ``worker`` are called with the runtime (they call back into it):
+        ``access(rt)`` gives the object access (access.py), ``worker(rt)`` a worker's executor."""
         self.transport, self.holder, self.node_id, self.job_id = transport, holder, node_id, job_id
-        self.arena, self.inline_max, self.node, self.store, self.events = arena, inline_max, node, store, events
-        self.session_dir, self.address = session_dir, address
+        self.arena, self.inline_max, self.node, self.store = arena, inline_max, node, store
+        self.session_dir, self.address, self.node_ip = session_dir, address, node_ip
         self._prefix = os.urandom(5).hex()
         self._ids = itertools.count(1)
         self._rids = itertools.count(1)
@@ -123,15 +147,35 @@ class Runtime:
         self._counts: dict[str, int] = {}
         self._pending: list = []      # ("refs", oid, -1) / ("unpin", oid), in order
         self.fns: set = set()            # function ids sent to the node already
-        self.namespace = "default"
-        self.job_env: dict = {}          # init(runtime_env={"env_vars": ...}): for every task and actor
+        self.namespace = namespace
+        self.job_env: dict = dict(job_env or {})   # init(runtime_env={"env_vars": ...}): every task and actor
         self.lost = ""                   # a remote driver: why the head is unreachable
-        self.close = lambda: None
-        self.context_of = lambda: None   # worker: the current call's context (worker/executor.py)
-        self.blocking = None             # worker: hands back queued calls before a blocking get
-        self.one_at_a_time = None        # worker: True while it is a sequential actor (main.py)
         self.self_calls: set = set()     # worker: task ids of calls it made to its own actor
-        self.local_store = None          # worker on a joined node: its node's store (cluster/nodestore.py)
+        self._closer = closer
+        self.events = events if events is not None else RemoteEventLog(self)
+        self.access = access(self)
+        self.put_serialized = self.access.put          # the methods below, chosen once
+        self.write_object = self.access.write
+        self.alloc_block, self.free_block = self.access.alloc, self.access.free
+        self.local_desc = self.access.desc
+        self.add_local_ref = self._add_ref_in_store if store is not None else self._add_ref_pending
+        if node is not None:
+            self.request = self._request_driving
+        self.worker = worker(self) if worker is not None else None
+        if self.worker is None:
+            self.blocking = None
+        else:                            # a worker: calls to its own sequential actor are watched
+            self.submit, self.context_of = self._submit_from_call, self.worker.context
+            self.blocking, self.one_at_a_time = self.worker.blocking, self.worker.one_at_a_time
+
+    def context_of(self):
+        """The current call's context (worker/executor.py ``CallContext``); None outside a call."""
+        return None
+
+    def close(self) -> None:
+        """Stop what the builder of this runtime started (``closer``)."""
+        if self._closer is not None:
+            self._closer(self)
 
     # -- ids ------------------------------------------------------------------------------------
     def new_task_id(self) -> str:
@@ -173,15 +217,22 @@ class Runtime:
         after = ([("refs", dropped)] if dropped else []) + ([("unpin", unpins)] if unpins else [])
         return ([("refs", added)] if added else []), after
 
-    def request(self, kind: str, *args, timeout=None):
+    def _ask(self, kind: str, args) -> Future:
         if self.lost:
             raise exc.RaySystemError(self.lost)
         rid = next(self._rids)
         fut = self.transport.expect(rid)
         self.send([("req", rid, kind, args)], drops_first=kind in _LOOKING)
-        if self.node is None:
-            return fut.result(timeout)
-        if not fut.done():            # the driver: run the node's loop here until the answer comes
+        return fut
+
+    def request(self, kind: str, *args, timeout=None):
+        """Ask the node and wait for its answer (``request`` of a process with no node of its own)."""
+        return self._ask(kind, args).result(timeout)
+
+    def _request_driving(self, kind: str, *args, timeout=None):
+        """The local driver's ``request``: runs the node's loop here until the answer comes."""
+        fut = self._ask(kind, args)
+        if not fut.done():
             answered = self.store.watch_answer()
             fut.add_done_callback(lambda _: answered.set())
             try:
@@ -203,14 +254,22 @@ class Runtime:
         return driven
 
     # -- reference counting --------------------------------------------------------------------
-    def add_local_ref(self, oid: str) -> None:
+    # ``add_local_ref`` is one of these two (``__init__``); a first ref is told before it counts:
+    # a Ctrl-C between the two may leak a ref, never free one early
+    def _add_ref_in_store(self, oid: str) -> None:
+        """The local driver: its store takes the new ref at once."""
         with self._lock:
             n = self._counts.get(oid, 0)
-            if n == 0:      # told first: a Ctrl-C between the two may leak a ref, never free early
-                if self.store is not None:
-                    self.store.add_ref_soon(oid, self.holder)
-                else:
-                    self._pending.append(("refs", oid, +1))
+            if n == 0:
+                self.store.add_ref_soon(oid, self.holder)
+            self._counts[oid] = n + 1
+
+    def _add_ref_pending(self, oid: str) -> None:
+        """Any other process: the new ref goes to the node with the next message."""
+        with self._lock:
+            n = self._counts.get(oid, 0)
+            if n == 0:
+                self._pending.append(("refs", oid, +1))
             self._counts[oid] = n + 1
 
     def remove_local_ref(self, oid: str) -> None:
@@ -233,7 +292,7 @@ class Runtime:
                 self.flush()
             else:                   # handled here and now: the alloc asking may be in a node step,
                 before, after = self._take_pending()     # which could not take a message first
-                self.node.handle_all(self.transport.client, before + after)
+                self.node.handle_all(self.transport, before + after)
         finally:
             self._lock.release()
         return True
@@ -260,10 +319,14 @@ class Runtime:
             self.fns.add(fn_id)
 
     def submit(self, spec) -> None:
-        if spec.type == "actor_method" and self.one_at_a_time is not None:
+        self.send([("submit", spec, time.time())])
+
+    def _submit_from_call(self, spec) -> None:
+        """A worker's ``submit``: remember calls to its own sequential actor (``_check_self_wait``)."""
+        if spec.type == "actor_method":
             ctx = self.context_of()
             if ctx is not None and ctx.actor_id == spec.actor_id and self.one_at_a_time():
-                self.self_calls.add(spec.task_id)      # a call to our own sequential actor
+                self.self_calls.add(spec.task_id)
         self.send([("submit", spec, time.time())])
 
     def _check_self_wait(self, oids) -> None:
@@ -288,7 +351,7 @@ class Runtime:
         from miniray.store.serialization import serialize
         oid = self.new_task_id() + "00"
         if type(value).__module__ == "numpy":
-            from miniray.util.arrays import is_built, seal_if_built
+            from miniray.built import is_built, seal_if_built
             if is_built(value):
                 ref = ObjectRef(oid)
                 seal_if_built(self, value, oid, site)
@@ -297,45 +360,6 @@ class Runtime:
         ref = ObjectRef(oid)
         self.put_serialized(oid, ser, site)
         return ref
-
-    def put_serialized(self, oid: str, ser, site: str) -> None:
-        if self.store is not None:     # the driver: write into the store directly
-            self.store.put_serialized(oid, ser, self.inline_max, call_site=site, pid=os.getpid())
-            return
-        self.send([("put", oid, self.write_object(ser), ser.contained, site)])
-
-    def write_object(self, ser) -> tuple:
-        """Where a value this process made goes, as the descriptor the head will record:
-        inline bytes; ("shm", ...) in the head's arena; ("rshm", ...) in this joined node's own arena;
-        or, for a process with no arena or a full one, streamed into the head's store."""
-        if ser.size <= self.inline_max:
-            return ser.inline()
-        if self.arena is None:
-            return self.send_to_head_store(ser)
-        try:
-            off = self.alloc_block(ser.shm_size)
-        except exc.ObjectStoreFullError:
-            if self.local_store is None:
-                raise
-            return self.send_to_head_store(ser)       # this node is full: the head's store spills
-        return self.local_desc(ser.write_shm(self.arena.view(off, ser.shm_size), off))
-
-    def send_to_head_store(self, ser) -> tuple:
-        """For a process that cannot map the head's arena: reserve a block there, then send the
-        object in 4 MiB pieces written straight into it, so no process holds the whole thing twice.
-        Byte layout as in store/serialization.py: meta, then each buffer at a 64-byte boundary."""
-        from miniray.store.arena import _round
-        off = self.request("alloc", ser.shm_size)
-        pieces, pos = [(0, memoryview(ser.meta))], len(ser.meta)
-        for b in ser.buffers:
-            pos = _round(pos)
-            pieces.append((pos, b))
-            pos += b.nbytes
-        chunk = 4 << 20
-        for start, mv in pieces:
-            for i in range(0, mv.nbytes, chunk):
-                self.send([("write", off + start + i, bytes(mv[i:i + chunk]))])
-        return ("shm", off, len(ser.meta), tuple(b.nbytes for b in ser.buffers))
 
     def get_descs(self, oids: list, timeout):
         store = self.store
@@ -389,7 +413,7 @@ class Runtime:
         from miniray.store.serialization import buffer_views, deserialize, extent
         _, addr, off, meta_len, lens = desc[:5]
         size = extent(meta_len, lens)
-        local = self._alloc_copy(size)
+        local = self.access.alloc_copy(size)
         try:
             into = self.arena.view(local, size) if local is not None else memoryview(bytearray(size))
             transfer.fetch(addr, off, size, into)
@@ -405,52 +429,8 @@ class Runtime:
             self.unpin(oid)
             return pickle.loads(into[:meta_len], buffers=buffer_views(into, meta_len, lens))
         copy = ("shm", local, meta_len, lens)
-        if self.store is not None:               # the head's own driver
-            self.store.add_copy(oid, self.node_id, copy)
-        else:
-            self.send([("copy", oid, self.local_desc(copy))])
+        self.access.record_copy(oid, copy)
         return deserialize(copy, self.arena, lambda: self.unpin(oid))
-
-    def _alloc_copy(self, extent):
-        if self.arena is None:
-            return None
-        try:
-            return self.alloc_block(extent)
-        except exc.ObjectStoreFullError:
-            return None
-
-    def alloc_block(self, size: int) -> int:
-        """A block of this node's arena (the head's, or a joined node's own); ObjectStoreFullError
-        when there is no room."""
-        if self.store is not None:
-            return self.store.alloc(size)
-        if self.local_store is not None:
-            off = self.local_store.alloc(size)
-            if off is None:
-                raise exc.ObjectStoreFullError(
-                    f"This node's object store has no room for {size / 2**20:.1f} MiB. Start the node "
-                    "with a larger --object-store-memory, or drop references you no longer need.")
-            return off
-        return self.request("alloc", size)
-
-    def free_block(self, off: int) -> None:
-        """Give back a block from ``alloc_block`` that never became an object."""
-        if self.store is not None:
-            with self.store.lock:
-                self.store.arena.free(off)
-        elif self.local_store is not None:
-            self.local_store.free(off)
-        else:
-            self.send([("free_block", off)])
-
-    def local_desc(self, desc: tuple) -> tuple:
-        """The descriptor to report for an object this process wrote into its node's arena: a
-        joined node's worker marks it ("rshm") so the head records where it lives."""
-        if self.local_store is None:
-            return desc
-        from miniray.store.objects import block_of
-        self.local_store.keep(block_of(desc))
-        return ("rshm",) + desc[1:]
 
     def get(self, oids: list, timeout=None) -> list:
         descs = self.get_descs(oids, timeout)

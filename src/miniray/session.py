@@ -89,7 +89,8 @@ def detect_gpus() -> int:
 
 def start_node(*, num_cpus, num_gpus, resources, object_store_memory, inline_max, session_dir,
                node_ip="127.0.0.1"):
-    """Arena, store, event log and Node for this machine; the Node is built but not started."""
+    """Arena, store, event log and Node for this machine, the store's callbacks connected to the
+    node (ObjectStore.connect); the Node is built but not started."""
     from miniray.events import EventLog
     from miniray.scheduler.node import Node
     from miniray.store.arena import Arena
@@ -108,8 +109,9 @@ def start_node(*, num_cpus, num_gpus, resources, object_store_memory, inline_max
         total["GPU"] = float(gpus)
     total.update({k: float(v) for k, v in (resources or {}).items()})
     node = Node(session_dir=session_dir, node_id=node_id, total=total, store=store, events=events,
-                num_workers=int(cpus) or 1, inline_max=inline_max)
-    node.node_ip = node_ip
+                num_workers=int(cpus) or 1, inline_max=inline_max, node_ip=node_ip)
+    store.connect(on_ready=node._object_ready, on_handles_gone=node._handles_gone,
+                  free_remote=node.nodes.free_remote, on_freed=node.nodes.object_freed)
     return node
 
 

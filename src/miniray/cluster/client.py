@@ -7,7 +7,8 @@
     TCP connect ─► auth.connect (mutual handshake, then MACed frames) ─► ("hello_driver", pid)
         ─► ("welcome", holder, ...)
         ▼
-    Runtime(SocketTransport) + a reader thread (replies) + a flusher thread (ref drops)
+    Runtime(SocketTransport, access=HeadArena | NoArena) + a reader thread (replies) + a flusher
+    thread (ref drops); ``close`` stops both
 
 On the head's machine the driver maps the head's arena and reads objects zero-copy; elsewhere it asks
 for copies.  If the head goes away, every waiting call fails with RaySystemError saying so.
@@ -54,7 +55,8 @@ def find_token(session_dir: str | None) -> bytes:
     raise ConnectionError("No cluster token: set MINIRAY_TOKEN to the token `miniray start --head` printed.")
 
 
-def connect(address: str | None, namespace: str = "default"):
+def connect(address: str | None, namespace: str = "default", job_env=None):
+    from miniray import access
     from miniray.runtime import Runtime, SocketTransport
     from miniray.store.arena import Arena
 
@@ -80,12 +82,11 @@ def connect(address: str | None, namespace: str = "default"):
     conn.send([("hello_driver", os.getpid())])
     _, holder, node_id, arena_path, capacity, inline_max, head_session, node_ip = conn.recv()[0]
     arena = Arena.attach(arena_path, capacity) if os.path.exists(arena_path) else None
-    rt = Runtime(SocketTransport(conn), holder, node_id=node_id, job_id="01000000", arena=arena,
-                 inline_max=inline_max, session_dir=head_session, address=addr)
-    rt.namespace, rt.node_ip = namespace, node_ip
-    rt.events = RemoteEventLog(rt)
     stop = threading.Event()
-    rt.close = lambda: _close(rt, conn, stop)
+    rt = Runtime(SocketTransport(conn), holder, node_id=node_id, job_id="01000000", arena=arena,
+                 inline_max=inline_max, access=access.HeadArena if arena is not None else access.NoArena,
+                 session_dir=head_session, address=addr, node_ip=node_ip, namespace=namespace,
+                 job_env=job_env, closer=lambda rt: _close(rt, conn, stop))
     threading.Thread(target=_read_loop, args=(rt, conn, addr), daemon=True, name="miniray-client").start()
     threading.Thread(target=_flush_loop, args=(rt, stop), daemon=True, name="miniray-flusher").start()
     return rt
@@ -94,14 +95,11 @@ def connect(address: str | None, namespace: str = "default"):
 def _read_loop(rt, conn, addr):
     try:
         while True:
-            for item in conn.recv():
-                if item[0] == "reply":
-                    rt.transport.resolve(item[1], item[2], item[3])
+            rt.transport.take_replies(conn.recv())
     except (ConnectionClosed, OSError):
         pass
     rt.lost = f"Lost the connection to the miniray head at {addr}: it stopped or the network failed."
-    for rid in list(rt.transport._futures):
-        rt.transport.resolve(rid, False, exc.RaySystemError(rt.lost))
+    rt.transport.fail_all(exc.RaySystemError(rt.lost))
 
 
 def _flush_loop(rt, stop):
@@ -121,16 +119,3 @@ def _close(rt, conn, stop):
     conn.close()
     if rt.arena is not None:
         rt.arena.close()
-
-
-class RemoteEventLog:
-    """The head's event log, read over the connection (what the magics and timeline() use)."""
-
-    def __init__(self, rt):
-        self.rt = rt
-
-    def since(self, seq: int = 0):
-        return self.rt.request("events", seq)
-
-    def __len__(self):
-        return self.rt.request("events_len")

@@ -180,7 +180,7 @@ def status(argv) -> int:
         print(f"miniray status: {err}", file=sys.stderr)
         return 1
     try:
-        total, avail = miniray.runtime.current_runtime().resources()
+        total, avail = miniray.api.current_runtime().resources()
         mem = memory_summary()
         for n in miniray.nodes():
             store = (f"store {n['ObjectStoreUsedMemory'] / 2**20:.1f} / {n['ObjectStoreMemory'] / 2**20:.0f} MiB"

@@ -65,19 +65,6 @@ _STARTED = schema("task_id", "worker_id", "pid", "node_id", "actor_id")
 _FINISHED = schema("task_id", "state", "error", "worker_id", "pid")
 
 
-class LocalClient:
-    """The driver, living in this process: replies resolve its futures directly."""
-    holder = "driver"
-
-    def __init__(self, runtime):
-        self.runtime = runtime
-
-    def deliver(self, items):
-        for item in items:
-            if item[0] == "reply":
-                self.runtime.transport.resolve(item[1], item[2], item[3])
-
-
 class Node(Baton, Step, Pool, Waiters):
     def __init__(self, *, session_dir, node_id, total, store, events, num_workers, inline_max,
                  node_ip="127.0.0.1"):
@@ -105,10 +92,6 @@ class Node(Baton, Step, Pool, Waiters):
         self._init_waiters()
         self._init_baton()
         self._init_step()
-        self.store.on_ready = self._object_ready
-        self.store.on_handles_gone = self._handles_gone
-        self.store.free_remote = self.nodes.free_remote
-        self.store.on_freed = self.nodes.object_freed
         self.sock_path = os.path.join(session_dir, "node.sock")
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.listener.bind(self.sock_path)

@@ -152,15 +152,20 @@ class ObjectStore:
         self._rlock = self.lock._lock      # for ``seal`` and ``use``, the hot path: each drains
         # ``ref_queue`` itself, as ``lock`` would, without two Python-level calls per use
         self.spilled_bytes = 0
-        self.on_ready = None   # set by the node: called with each oid that became READY or FAILED
         self.watchers: dict = {}   # oid -> [Watch]: the gets and waits not yet answered (Watch)
         self.watches_closed = False
-        self.on_handles_gone = None   # set by the node: an actor has no handle and no pending call
         self.addresses: dict = {}     # node id -> (ip, port) of its DataServer (cluster mode only)
-        self.free_remote = None       # set by the node: (node id, block) of another node's arena to free
-        self.on_freed = None          # set by the node: called with each oid freed
-        self.reclaim = None           # set by the driver: hand over the refs and views it dropped but
-        # has not reported yet (they may hold the room asked for); True if there were any
+        self.on_ready = self.on_handles_gone = self.free_remote = self.on_freed = self.reclaim = None
+
+    def connect(self, *, on_ready, on_handles_gone, free_remote, on_freed) -> None:
+        """The callbacks, connected once by whoever builds the node (session.start_node):
+        ``on_ready(oid)`` each oid that became READY or FAILED; ``on_handles_gone(actor_id)`` an
+        actor has no handle and no pending call; ``free_remote(node_id, block)`` a block of another
+        node's arena to free; ``on_freed(oid)`` each oid freed.  ``reclaim()``, set by boot.py for the
+        local driver, hands over the refs and views it dropped but has not reported yet (they may
+        hold the room an alloc asks for), True if there were any."""
+        self.on_ready, self.on_handles_gone = on_ready, on_handles_gone
+        self.free_remote, self.on_freed = free_remote, on_freed
 
     # -- creation ------------------------------------------------------------------------------
     def entry(self, oid: str) -> Entry:

@@ -6,7 +6,7 @@ from miniray.util.actor_pool import ActorPool
 def list_named_actors(all_namespaces: bool = False) -> list:
     """Names of the live named actors in this job's namespace; with ``all_namespaces=True``, a
     ``{"name": ..., "namespace": ...}`` dict for each in every namespace (as Ray)."""
-    from miniray.runtime import current_runtime
+    from miniray.api import current_runtime
     rt = current_runtime()
     return rt.request("named_actors", rt.namespace, bool(all_namespaces))
 

@@ -5,7 +5,7 @@ plain dicts; ``format_table`` renders them for the terminal (``miniray memory``)
 """
 from __future__ import annotations
 
-from miniray.runtime import current_runtime
+from miniray.api import current_runtime
 
 
 def list_objects() -> list[dict]:

@@ -32,21 +32,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 from miniray import exceptions as exc
 from miniray.exceptions import format_remote_traceback
+from miniray.refs import ArgRef, DynamicObjectRefGenerator, ObjectRef, item_id
 from miniray.store.serialization import SCALARS, Serialized, deserialize, dumps, serialize
 from miniray.transport.messages import Result
 
 _PKG = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-class ArgRef:
-    """Stands for a top-level ObjectRef argument inside the pickled arguments."""
-    __slots__ = ("oid",)
-
-    def __init__(self, oid):
-        self.oid = oid
-
-    def __reduce__(self):
-        return (ArgRef, (self.oid,))
 
 
 def fill_args(spec, values: dict) -> tuple:
@@ -120,8 +110,10 @@ class Executor:
         if self._omp_set:
             os.environ["OMP_NUM_THREADS"] = "1"                # as Ray: a task gets its CPUs' worth
         signal.signal(signal.SIGINT, self._on_sigint)
-        rt.context_of = self.context
-        rt.blocking = self.blocking
+
+    def one_at_a_time(self) -> bool:
+        """Is this worker a sequential actor (a call to itself would wait for ever)?"""
+        return self.actor_spec is not None and self.sequential
 
     def blocking(self, on: bool) -> None:
         """A call is about to wait in ``get`` (on=True) or is done waiting: hand back queued calls."""
@@ -207,12 +199,8 @@ class Executor:
             value = target(*args, **kwargs)
             del args, kwargs
             result = self._store(spec, value, start)
-        except KeyboardInterrupt:
-            result = self._failed(spec, exc.TaskCancelledError(spec.task_id), start, cancelled=True)
-        except exc.ActorExit:
-            result = self._exit_actor(spec, start)
-        except BaseException as err:  # the user's code failed: report it, stay alive
-            result = self._error(spec, err, start)
+        except BaseException as err:  # the user's code failed, was cancelled or ended the actor
+            result = self._outcome(spec, err, start)
         finally:
             self.current = None
             if env:
@@ -240,13 +228,18 @@ class Executor:
                 if inspect.isasyncgen(value):
                     value = await self._stream_async(spec, value)
                 result = self._store(spec, value, start)
-            except asyncio.CancelledError:
-                result = self._failed(spec, exc.TaskCancelledError(spec.task_id), start, cancelled=True)
-            except exc.ActorExit:
-                result = self._exit_actor(spec, start)
             except BaseException as err:
-                result = self._error(spec, err, start)
+                result = self._outcome(spec, err, start)
             self.rt.send([("done", spec.task_id, result)])
+
+    def _outcome(self, spec, err, start) -> Result:
+        """The result of a call that raised, sync or async: cancelled (KeyboardInterrupt from
+        ``cancel``, or CancelledError on the loop), the actor ended (exit_actor()), or an error."""
+        if isinstance(err, (KeyboardInterrupt, asyncio.CancelledError)):
+            return self._failed(spec, exc.TaskCancelledError(spec.task_id), start, cancelled=True)
+        if isinstance(err, exc.ActorExit):
+            return self._exit_actor(spec, start)
+        return self._error(spec, err, start)
 
     def _target(self, spec):
         if spec.type == "task":
@@ -344,54 +337,41 @@ class Executor:
             values[oid] = self.rt.value_of(oid, desc)
         return (*fill_args(spec, values), None)
 
+    # A generator's items: ``_stream`` and ``_stream_async`` differ only in how they iterate; what
+    # an item, the end or an error does is written once (``_stream_item``, ``_stream_stopped``).
     def _stream(self, spec, gen):
-        """Put each yielded value as its own object right away; return refs to all of them.
-        If the generator raises, the items before the error stay alive: the error captures them
-        (streaming), or the error becomes the generator's last ref (dynamic, as in Ray)."""
+        """Put each yielded value as its own object right away; return refs to all of them."""
         refs = []
         try:
             for item in gen:
                 self._stream_item(spec, refs, item)
-        except Exception as err:
-            return self._stream_failed(spec, refs, err)
-        except BaseException as err:      # cancelled or exit_actor(): the items stay alive too
-            err.__miniray_items__ = [r.hex() for r in refs]
-            raise
-        return self._stream_end(refs)
+        except BaseException as err:
+            return self._stream_stopped(spec, refs, err)
+        return DynamicObjectRefGenerator(refs)
 
     async def _stream_async(self, spec, agen):
         refs = []
         try:
             async for item in agen:
                 self._stream_item(spec, refs, item)
-        except Exception as err:
-            return self._stream_failed(spec, refs, err)
-        except BaseException as err:      # cancelled or exit_actor(): the items stay alive too
-            err.__miniray_items__ = [r.hex() for r in refs]
-            raise
-        return self._stream_end(refs)
-
-    @staticmethod
-    def _stream_end(refs):
-        from miniray.generators import DynamicObjectRefGenerator
+        except BaseException as err:
+            return self._stream_stopped(spec, refs, err)
         return DynamicObjectRefGenerator(refs)
 
-    def _stream_failed(self, spec, refs, err):
-        retrying = spec.attempt < spec.max_retries and _retryable(spec, err)
-        if spec.num_returns != "dynamic" or retrying:      # the task fails (and is run again)
+    def _stream_stopped(self, spec, refs, err):
+        """The generator raised: the items before the error stay alive.  The error captures them
+        (streaming, a retry, a cancel or exit_actor()), or becomes the last ref (dynamic, as Ray)."""
+        retrying = isinstance(err, Exception) and spec.attempt < spec.max_retries and _retryable(spec, err)
+        if not isinstance(err, Exception) or spec.num_returns != "dynamic" or retrying:
             err.__miniray_items__ = [r.hex() for r in refs]
             raise err
-        from miniray.generators import item_id
-        from miniray.refs import ObjectRef
         oid = item_id(spec.task_id, len(refs))
         refs.append(ObjectRef(oid))
         blob = self._error(spec, err, time.time()).values[0][1]
         self.rt.send([("put", oid, blob, (), spec.call_site)])
-        return self._stream_end(refs)
+        return DynamicObjectRefGenerator(refs)
 
     def _stream_item(self, spec, refs, item):
-        from miniray.generators import item_id
-        from miniray.refs import ObjectRef
         oid = item_id(spec.task_id, len(refs))
         refs.append(ObjectRef(oid))
         self.rt.put_serialized(oid, serialize(item), spec.call_site)

@@ -18,6 +18,7 @@ the worker removes the session's shared memory and directory, so nothing is left
 """
 from __future__ import annotations
 
+import functools
 import os
 import queue
 import shutil
@@ -27,7 +28,7 @@ import sys
 import threading
 import time
 
-from miniray import runtime as rt_mod
+from miniray import access, refs
 from miniray.store.arena import Arena
 from miniray.transport.framing import SPIN_S, Connection, ConnectionClosed, FrameReader
 
@@ -132,7 +133,7 @@ class Inbox:
             self.dispatch(items)
 
     def dispatch(self, items):
-        rt, executor = self.rt, self.executor
+        transport, executor = self.rt.transport, self.executor
         for item in items:
             kind = item[0]
             if kind == "exec":
@@ -141,7 +142,7 @@ class Inbox:
                 else:
                     self.calls.put(item)
             elif kind == "reply":
-                rt.transport.resolve(item[1], item[2], item[3])
+                transport.resolve(item[1], item[2], item[3])
             elif kind == "cancel":
                 executor.cancel(item[1])
             elif kind == "terminate":                   # the node ends this actor gracefully
@@ -234,16 +235,20 @@ def main(argv=None):
     from miniray.runtime import Runtime, SocketTransport
     from miniray.worker.executor import Executor
 
-    rt = Runtime(SocketTransport(conn), wid, node_id=node_id, job_id="01000000", arena=arena,
-                 inline_max=int(inline_max), session_dir=session_dir)
-    rt_mod._current = rt
-    if sock_path.startswith("tcp:") and arena is not None:     # its node's own store (cluster/nodestore.py)
+    if arena is None:                        # a joined node's worker that maps no arena
+        reach = access.NoArena
+    elif sock_path.startswith("tcp:"):       # a joined node's worker: its node's own store (nodestore.py)
         from miniray.cluster.nodestore import NodeStoreClient
-        rt.local_store = NodeStoreClient(os.environ["MINIRAY_STORE_SOCK"])
-    conn.send([("hello", wid, os.getpid(), node_id)])
+        reach = functools.partial(access.NodeArena, local_store=NodeStoreClient(os.environ["MINIRAY_STORE_SOCK"]))
+    else:
+        reach = access.HeadArena
     calls: queue.SimpleQueue = queue.SimpleQueue()
-    executor = Executor(rt, wid, node_id, calls)
-    rt.one_at_a_time = lambda: executor.actor_spec is not None and executor.sequential
+    rt = Runtime(SocketTransport(conn), wid, node_id=node_id, job_id="01000000", arena=arena,
+                 inline_max=int(inline_max), session_dir=session_dir, access=reach,
+                 worker=functools.partial(Executor, wid=wid, node_id=node_id, calls=calls))
+    refs.set_current(rt)
+    executor = rt.worker
+    conn.send([("hello", wid, os.getpid(), node_id)])
     inbox = Inbox(conn, rt, calls, executor, parent)
     threading.Thread(target=inbox.reader_thread, daemon=True, name="miniray-reader").start()
     threading.Thread(target=_flush_loop, daemon=True, name="miniray-flusher",
