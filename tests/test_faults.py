@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -198,6 +199,34 @@ def test_threaded_actor_may_wait_for_its_own_calls(rt):
 
     b = B.remote()
     assert rt.get(b.recurse.remote(b), timeout=30) == 3
+
+
+def _square_slowly(x):
+    time.sleep(0.02)
+    return x * x
+
+
+def _two_gets_at_once(rt, sq, i, threaded=True):
+    """A call that waits in two gets at the same time: one on a thread of its own."""
+    if not threaded:
+        return rt.get(sq.remote(i)) + rt.get(sq.remote(i + 1))
+    box = []
+    t = threading.Thread(target=lambda: box.append(rt.get(sq.remote(i))))
+    t.start()
+    mine = rt.get(sq.remote(i + 1))
+    t.join()
+    return box[0] + mine
+
+
+def test_a_call_waiting_in_two_gets_at_once_lends_its_cpu_until_both_end(rt):
+    """The CPU of a call blocked in get is lent to the nested calls until its LAST get ends: taken
+    back when the first of two concurrent gets ended, 2 CPUs held by waiting calls starved the
+    nested ones and everything hung."""
+    sq = rt.remote(_square_slowly)
+    outer = rt.remote(_two_gets_at_once)
+    want = [i * i + (i + 1) * (i + 1) for i in range(20)]
+    assert rt.get([outer.remote(rt, sq, i, False) for i in range(20)], timeout=60) == want  # one at a time
+    assert rt.get([outer.remote(rt, sq, i) for i in range(20)], timeout=60) == want
 
 
 # -- item 1: a driver killed by any signal leaves no process and no segment ------------------------

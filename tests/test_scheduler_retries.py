@@ -102,3 +102,16 @@ def test_an_actors_constructor_blocked_in_get_keeps_the_cpu_it_asked_for():
         st = placed(S.new_state({"CPU": 1.0}), spec("t1", type=kind))
         S.worker_blocked(st, "w1")
         assert st.available == {"CPU": 1.0} and st.workers["w1"].state == "blocked"
+
+
+def test_a_call_blocked_in_two_gets_takes_its_cpu_back_only_when_both_are_answered():
+    """#14: a call whose own thread waits in get beside it: its CPU stays lent out until the last
+    of its gets is answered."""
+    st = placed(S.new_state({"CPU": 1.0}), spec("t1"))
+    S.worker_blocked(st, "w1")
+    S.worker_blocked(st, "w1")                # the call's second thread waits too
+    assert st.available == {"CPU": 1.0}
+    S.worker_unblocked(st, "w1")
+    assert st.available == {"CPU": 1.0} and st.workers["w1"].state == "blocked"
+    S.worker_unblocked(st, "w1")
+    assert st.available == {"CPU": 0.0} and st.workers["w1"].state == "busy"

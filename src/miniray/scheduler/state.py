@@ -48,6 +48,7 @@ class Slot:
     gpus: list = field(default_factory=list)
     actor_id: str | None = None
     ran_cpu_only: bool = False     # it ran a call without GPUs: no GPU call is placed on it (usable)
+    gets: int = 0                  # its gets not yet answered (a call's threads may wait at once)
 
 
 @dataclass
@@ -376,6 +377,7 @@ def worker_blocked(state: State, wid: str) -> None:
     actor's for its whole life, so they stay counted as used (as Ray counts them), and come back
     when the actor is killed meanwhile, with its worker (``worker_gone``)."""
     slot = state.workers[wid]
+    slot.gets += 1
     if slot.state == "busy" and not (slot.queue and (spec := state.specs.get(slot.queue[0])) is not None
                                      and spec.type == "actor_creation" and actor_lifetime_need(spec)):
         _release(state, slot.held, slot.node)
@@ -390,8 +392,13 @@ def actor_lifetime_need(spec) -> dict:
 
 
 def worker_unblocked(state: State, wid: str) -> None:
+    """One of the worker's gets was answered: its CPUs come back when the last one is (a call whose
+    thread waits beside it still waits: taking them back then starved the calls both wait for)."""
     slot = state.workers.get(wid)
-    if slot is not None and slot.state == "blocked":
+    if slot is None:
+        return
+    slot.gets = max(0, slot.gets - 1)
+    if slot.gets == 0 and slot.state == "blocked":
         _acquire(state, slot.held, slot.node)  # may go briefly negative, as Ray allows
         slot.state = "busy" if slot.queue else "idle"
         if not slot.queue:

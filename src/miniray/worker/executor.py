@@ -99,6 +99,8 @@ class Executor:
         self.loop = None
         self.semaphore = None
         self.blocked = False
+        self.gets_waiting = 0           # this worker's threads now waiting in get (``blocking``)
+        self._gets_lock = threading.Lock()
         self.current = None
         self._local = threading.local()
         self._started: list = []
@@ -117,9 +119,11 @@ class Executor:
 
     def blocking(self, on: bool) -> None:
         """A call is about to wait in ``get`` (on=True) or is done waiting: hand back queued calls."""
-        if not on:
-            self.blocked = False
-            return
+        with self._gets_lock:
+            self.gets_waiting += 1 if on else -1
+            if not on:              # blocked until the last of the call's threads waiting ends
+                self.blocked = self.blocked and self.gets_waiting > 0
+                return
         if not self.sequential or self.current is None or self.actor_spec is not None:
             return          # an actor's later calls wait for this one: handed back, they were lost
         self.blocked = True
