@@ -63,6 +63,20 @@ from miniray.transport.messages import Result
 _SUBMITTED = schema("task_id", "name", "type", "actor_id", "deps", "returns", "call_site", "resources")
 _STARTED = schema("task_id", "worker_id", "pid", "node_id", "actor_id")
 _FINISHED = schema("task_id", "state", "error", "worker_id", "pid")
+_PAIRS: dict = {}   # id(a resources dict) -> (that dict, its pairs): calls share their options' dict
+
+
+def _pairs(resources: dict) -> tuple:
+    """A call's resources as the pairs its ``submitted`` event keeps (events.py): one tuple per
+    shared dict, not one per call (a million queued calls)."""
+    hit = _PAIRS.get(id(resources))
+    if hit is not None and hit[0] is resources:
+        return hit[1]
+    if len(_PAIRS) > 1000:
+        _PAIRS.clear()
+    pairs = tuple(resources.items())
+    _PAIRS[id(resources)] = (resources, pairs)
+    return pairs
 
 
 class Node(Baton, Step, Pool, Waiters):
@@ -119,7 +133,7 @@ class Node(Baton, Step, Pool, Waiters):
         if spec.deps or spec.nested:
             self.store.use(spec.deps + spec.nested, +1)
         self.add_event((_SUBMITTED, "submitted", ts, spec.task_id, spec.name, spec.type, spec.actor_id,
-                        spec.deps + spec.nested, spec.returns, spec.call_site, tuple(spec.resources.items())))
+                        spec.deps + spec.nested, spec.returns, spec.call_site, _pairs(spec.resources)))
         if spec.type == "actor_method":
             self.actors.enqueue(spec)
             return
