@@ -192,11 +192,20 @@ def _prefault(arena):
     length = min(PREFAULT, arena.capacity)
     if length <= 0:
         return
-    step = 4 << 20                  # madvise holds the GIL: in 4 MiB pieces (a few ms each), so a
-    try:                            # call this worker starts meanwhile is not held up ~0.3 s
-        for start in range(0, length, step):
-            arena.mmap.madvise(23, start, min(step, length - start))   # MADV_POPULATE_WRITE (5.14+)
-    except (OSError, ValueError, AttributeError):
+    try:                            # idle-time work: nice 19 for this thread only (Linux), so
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)   # calls come first
+    except (OSError, AttributeError):
+        pass
+    import ctypes                   # mmap.madvise holds the GIL (a call started meanwhile waited
+    try:                            # ~0.3 s); a ctypes call lets it go for as long as it runs
+        view = (ctypes.c_char * length).from_buffer(arena.mmap)
+        try:
+            madvise = ctypes.CDLL(None, use_errno=True).madvise
+            madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+            madvise(ctypes.addressof(view), length, 23)     # MADV_POPULATE_WRITE (Linux 5.14+)
+        finally:
+            del view                # the arena can be closed again
+    except (OSError, ValueError, AttributeError, TypeError, BufferError):
         pass
 
 
