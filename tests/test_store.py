@@ -249,7 +249,7 @@ def test_small_builtin_values_take_the_plain_path_and_refs_never_do(rt):
 def test_a_put_big_enough_to_copy_in_parallel_arrives_byte_exact(small_store):
     """Buffers over PARALLEL_COPY_MIN are copied by several threads in page-sized parts: an odd
     size (not a whole number of pages or of parts) must still arrive whole and in order."""
-    from miniray.store.serialization import PARALLEL_COPY_MIN
+    from miniray.store.arena import PARALLEL_COPY_MIN
     n = PARALLEL_COPY_MIN + 3 * 4096 + 13
     arr = (np.arange(n, dtype=np.uint64) * 2654435761 % 251).astype(np.uint8)
     ref = ray.put(arr)

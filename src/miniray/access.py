@@ -44,7 +44,7 @@ class Access:
 
     def write_large(self, ser) -> tuple:
         off = self.alloc(ser.shm_size)
-        return self.desc(ser.write_shm(self.arena.view(off, ser.shm_size), off))
+        return self.desc(ser.write_shm(self.arena, off))
 
     def alloc_copy(self, size: int):
         """A block for a copy of another node's object, or None (then a private buffer holds it)."""
@@ -72,6 +72,8 @@ class InStore(Access):
         self.store, self.pid = store, os.getpid()
 
     def put(self, oid, ser, site):
+        if ser.size > self.inline_max:  # refs dropped since the last message go first: a loop of
+            self.rt.reclaim()           # ``r = put(big)`` reuses one block, warm, instead of several
         self.store.put_serialized(oid, ser, self.inline_max, call_site=site, pid=self.pid)
 
     def alloc(self, size: int) -> int:

@@ -363,7 +363,7 @@ class ObjectStore:
             desc = ser.inline()
         else:
             off = self.alloc(ser.shm_size)
-            desc = ser.write_shm(self.arena.view(off, ser.shm_size), off)
+            desc = ser.write_shm(self.arena, off)
         self.seal(oid, desc, ser.contained, **info)
 
     # -- keeping alive ----------------------------------------------------------------------------

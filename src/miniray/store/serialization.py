@@ -56,51 +56,17 @@ class Serialized:
     def inline(self) -> tuple:
         return ("inline", self.meta, [bytes(b) for b in self.buffers])
 
-    def write_shm(self, view: memoryview, offset: int) -> tuple:
-        """Copy into ``view`` (the arena slice starting at ``offset``); return the descriptor."""
+    def write_shm(self, arena, offset: int) -> tuple:
+        """Copy into the arena block at ``offset`` (``shm_size`` bytes); return the descriptor."""
         pos = len(self.meta)
-        view[:pos] = self.meta
+        arena.write(offset, self.meta)
         lens = []
         for b in self.buffers:
             pos = _round(pos)
-            n = b.nbytes
-            if n < PARALLEL_COPY_MIN or not copy_in_parallel(view[pos:pos + n], b):
-                view[pos:pos + n] = b
-            lens.append(n)
-            pos += n
+            arena.write(offset + pos, b)
+            lens.append(b.nbytes)
+            pos += b.nbytes
         return ("shm", offset, len(self.meta), tuple(lens))
-
-
-PARALLEL_COPY_MIN = 64 << 20            # buffers this big are copied by several threads
-COPY_THREADS = min(4, os.cpu_count() or 1)
-
-
-def copy_in_parallel(dst: memoryview, src) -> bool:
-    """Copy a big buffer into the arena with COPY_THREADS threads (numpy's copy releases the GIL),
-    False if it cannot be (one core, or a buffer numpy cannot view flat).  Into fresh store pages
-    the cost is the kernel's first-touch page faults, which run in parallel this way: about 1.5x one
-    thread's speed on 2 cores (Ray copies large objects with several threads too)."""
-    if COPY_THREADS < 2:
-        return False
-    import threading
-
-    import numpy as np
-    try:
-        d, s = np.frombuffer(dst, np.uint8), np.frombuffer(src, np.uint8)
-    except (ValueError, TypeError):
-        return False
-    step = -(-len(s) // COPY_THREADS) // 4096 * 4096 + 4096     # whole pages each
-
-    def part(k):
-        d[k * step:(k + 1) * step] = s[k * step:(k + 1) * step]
-
-    helpers = [threading.Thread(target=part, args=(k,)) for k in range(1, COPY_THREADS)]
-    for t in helpers:
-        t.start()
-    part(0)
-    for t in helpers:
-        t.join()
-    return True
 
 
 class _Pickler(cloudpickle.Pickler):

@@ -181,34 +181,6 @@ def _end_gracefully(executor, limit=5.0):
     os._exit(0)
 
 
-# the first worker faults in this much of the arena, off the hot path (MINIRAY_PREFAULT_MIB=0: none)
-PREFAULT = int(os.environ.get("MINIRAY_PREFAULT_MIB", "256")) * 2**20
-
-
-def _prefault(arena):
-    """Touch the arena's first pages once, in the background, so early puts run at memcpy speed
-    (a fresh /dev/shm page costs ~8x a warm copy on a small VM).  The store allocates first-fit
-    from the bottom, so these pages are the ones reused first."""
-    length = min(PREFAULT, arena.capacity)
-    if length <= 0:
-        return
-    try:                            # idle-time work: nice 19 for this thread only (Linux), so
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)   # calls come first
-    except (OSError, AttributeError):
-        pass
-    import ctypes                   # mmap.madvise holds the GIL (a call started meanwhile waited
-    try:                            # ~0.3 s); a ctypes call lets it go for as long as it runs
-        view = (ctypes.c_char * length).from_buffer(arena.mmap)
-        try:
-            madvise = ctypes.CDLL(None, use_errno=True).madvise
-            madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
-            madvise(ctypes.addressof(view), length, 23)     # MADV_POPULATE_WRITE (Linux 5.14+)
-        finally:
-            del view                # the arena can be closed again
-    except (OSError, ValueError, AttributeError, TypeError, BufferError):
-        pass
-
-
 def _flush_loop(rt, executor, parent):
     while True:
         time.sleep(0.05)
@@ -264,8 +236,6 @@ def main(argv=None):
     threading.Thread(target=inbox.reader_thread, daemon=True, name="miniray-reader").start()
     threading.Thread(target=_flush_loop, daemon=True, name="miniray-flusher",
                      args=(rt, executor, parent)).start()
-    if wid == "w1" or (arena is not None and wid.endswith("-w1")):
-        threading.Thread(target=_prefault, args=(arena,), daemon=True, name="miniray-prefault").start()
     # Main loop
     while True:
         item = inbox.next_call()
