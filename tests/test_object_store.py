@@ -106,9 +106,9 @@ def test_alloc_spills_the_least_recently_read_object_and_a_read_restores_it(make
     store.pin("new00", "driver", -1)
     off = store.alloc(MIB)                            # room only where the older one was
     assert store.entries["old00"].state == SPILLED and store.entries["new00"].state == READY
-    assert os.path.exists(store.entries["old00"].spill_path) and store.spilled_bytes > 0
+    assert os.path.exists(store.spill_file("old00")) and store.spilled_bytes > 0
     store.arena.free(off)
-    path = store.entries["old00"].spill_path
+    path = store.spill_file("old00")
     desc, arr = read(store, "old00")                  # restored into the arena on read
     assert store.entries["old00"].state == READY and desc[0] == "shm" and arr.sum() == MIB // 8
     assert not os.path.exists(path) and store.spilled_bytes == 0

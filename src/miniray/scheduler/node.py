@@ -97,7 +97,6 @@ class Node(Baton, Step, Pool, Waiters):
         self.cancelled: set = set()
         self.warned: set = set()
         self._feasible: dict = {}                  # resource shape -> can some node ever run it
-        self.submitted_at: dict[str, float] = {}
         self._self_client = type("NodeItself", (), {"holder": "node", "deliver": lambda self, items: None})()
         self._seq = 0
         self._stopping = False
@@ -129,7 +128,6 @@ class Node(Baton, Step, Pool, Waiters):
     # A task's life ---------------------------------------------------------------------------------
     def submit(self, spec, ts):
         """A call arrives (from a client, the actor table restarting an actor, or lineage)."""
-        self.submitted_at[spec.task_id] = ts
         if spec.deps or spec.nested:
             self.store.use(spec.deps + spec.nested, +1)
         self.add_event((_SUBMITTED, "submitted", ts, spec.task_id, spec.name, spec.type, spec.actor_id,
@@ -258,7 +256,6 @@ class Node(Baton, Step, Pool, Waiters):
         if spec.deps or spec.nested:
             self.store.use(spec.deps + spec.nested, -1)
         self.cancelled.discard(spec.task_id)
-        self.submitted_at.pop(spec.task_id, None)
         state = "CANCELLED" if result.cancelled else ("FAILED" if result.error else "FINISHED")
         self.add_event((_FINISHED, "finished", result.end, spec.task_id, state, result.error, worker,
                         getattr(self.conns.get(worker), "pid", None)))

@@ -11,7 +11,7 @@ An object's state machine (illegal moves raise, STYLE 5):
        └──fail──► FAILED└────────free──────┴──► FREED   (FAILED ──free──► FREED too)
 
 Who keeps an object alive (it is freed when all are zero and it is no longer PENDING):
-    refs[holder]   ObjectRef instances alive in a process ("driver", "w3", ...): LOCAL_REFERENCE
+    refs           processes holding ObjectRefs to it ("driver", "w3", ...):     LOCAL_REFERENCE
     uses           pending tasks that take it as an argument:                   USED_BY_PENDING_TASK
     captured       live objects whose pickled value contains a ref to it:       CAPTURED_IN_OBJECT
     pins[holder]   zero-copy views alive in a process (shm objects only):        PINNED_IN_MEMORY
@@ -30,6 +30,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+import types
 from collections import deque
 
 from miniray.events import schema
@@ -47,7 +48,8 @@ _MOVES = {
 }
 
 
-_DONE = (READY, FAILED, SPILLED)      # a get or wait takes these as ready
+_DONE = (READY, FAILED, SPILLED)
+_NO_PINS = types.MappingProxyType({})   # every unpinned Entry shares it: read-only, never mutated      # a get or wait takes these as ready
 _ANSWER = "answer"   # an object id never sealed: a watch on it is set by its owner (``watch_answer``)
 _STORED = schema("object_id", "size", "location", "call_site", "pid", "node_id", "task_id")  # and "put"
 _FREED = schema("object_id")
@@ -57,17 +59,18 @@ class Entry:
     """One object's row.  A plain class with slots: the driver makes one per returned ref, so it
     must be cheap to create."""
     __slots__ = ("oid", "state", "desc", "size", "refs", "pins", "uses", "captured", "contains", "call_site",
-                 "pid", "task_id", "spill_path", "last_access", "node", "copies")
+                 "pid", "task_id", "last_access", "node", "copies")
 
     def __init__(self, oid: str):
         self.oid, self.state, self.desc, self.size = oid, PENDING, None, 0
-        self.refs: dict = {}            # holder -> count
-        self.pins: dict = {}            # holder -> count
+        self.refs: tuple = ()           # a holder once per ref it counts (a client counts 0 or 1:
+                                        # 48 bytes for the usual one holder, where a dict took 180)
+        self.pins = _NO_PINS            # holder -> count; its own dict once pinned (few objects are)
         self.uses = self.captured = 0
         self.contains: tuple = ()
-        self.call_site = self.task_id = self.spill_path = self.node = ""
+        self.call_site = self.task_id = self.node = ""
         self.pid, self.last_access = 0, 0.0
-        self.copies: list = []          # more copies: (node id, shm desc); ``desc`` is in ``node``
+        self.copies: tuple = ()         # more copies: (node id, shm desc); ``desc`` is in ``node``
 
     @property
     def location(self) -> str:
@@ -190,7 +193,7 @@ class ObjectStore:
             kind = desc[0]
             e.desc, e.size = desc, (len(desc[1]) if kind == "error" or (kind == "inline" and not desc[2])
                                     else desc_size(desc))
-            e.node, e.copies = node, []
+            e.node, e.copies = node, ()
             if contained:
                 e.contains = tuple(contained)
                 for c in e.contains:
@@ -223,7 +226,7 @@ class ObjectStore:
             if e is None or e.state not in (READY, SPILLED):
                 self._release(node, desc)
                 return
-            e.copies.append((node, desc))
+            e.copies += ((node, desc),)
         self.emit("copied", object_id=oid, node_id=node, size=e.size)
 
     def node_lost(self, node: str) -> list:
@@ -233,10 +236,10 @@ class ObjectStore:
             for e in self.entries.values():
                 if not e.copies and e.node != node:
                     continue
-                e.copies = [(n, d) for n, d in e.copies if n != node]
+                e.copies = tuple((n, d) for n, d in e.copies if n != node)
                 if e.node == node and e.state == READY and e.desc[0] == "shm":
                     if e.copies:
-                        e.node, e.desc = e.copies.pop(0)
+                        (e.node, e.desc), e.copies = e.copies[0], e.copies[1:]
                     else:
                         lost.append(e.oid)
         return lost
@@ -251,7 +254,7 @@ class ObjectStore:
                 inner = self.entries.get(c)
                 if inner is not None:
                     inner.captured -= 1
-            e.desc, e.node, e.copies, e.contains = None, "", [], ()
+            e.desc, e.node, e.copies, e.contains = None, "", (), ()
             e.move(PENDING)
 
     def watch(self, oids: set, slack=0, fail_fast=True, on_set=None) -> Watch:
@@ -331,16 +334,19 @@ class ObjectStore:
             return False
         e = min(victims, key=lambda v: v.last_access)
         os.makedirs(self.spill_dir, exist_ok=True)
-        path = os.path.join(self.spill_dir, e.oid)
+        path = self.spill_file(e.oid)
         off = e.desc[1]
         with open(path, "wb") as f:
             f.write(self.arena.view(off, _shm_extent(e.desc)))
         self.arena.free(block_of(e.desc))
-        e.spill_path = path
         e.move(SPILLED)
         self.spilled_bytes += e.size
         self.emit("spilled", object_id=e.oid, size=e.size, path=path)
         return True
+
+    def spill_file(self, oid: str) -> str:
+        """Where a spilled object's bytes are while it is SPILLED."""
+        return os.path.join(self.spill_dir, oid)
 
     def restore(self, e: Entry) -> None:
         with self.lock:
@@ -348,11 +354,10 @@ class ObjectStore:
                 return
             extent = _shm_extent(e.desc)
             off = self.alloc(extent)
-            with open(e.spill_path, "rb") as f:
+            with open(self.spill_file(e.oid), "rb") as f:
                 f.readinto(self.arena.view(off, extent))
-            os.unlink(e.spill_path)
+            os.unlink(self.spill_file(e.oid))
             e.desc = ("shm", off) + e.desc[2:4]
-            e.spill_path = ""
             self.spilled_bytes -= e.size
             e.move(READY)
         self.emit("restored", object_id=e.oid, size=e.size)
@@ -372,9 +377,14 @@ class ObjectStore:
         with self.lock:
             for oid, n in deltas:
                 e = self.entries.get(oid) or self.entry(oid)
-                n = e.refs[holder] = e.refs.get(holder, 0) + n
-                if n <= 0:
-                    del e.refs[holder]
+                if n > 0:
+                    e.refs += (holder,) * n
+                    continue
+                for _ in range(-n):
+                    if holder in e.refs:
+                        i = e.refs.index(holder)
+                        e.refs = e.refs[:i] + e.refs[i + 1:]
+                if holder not in e.refs:
                     self._maybe_free(e)
 
     def add_ref_soon(self, oid: str, holder: str) -> None:
@@ -389,7 +399,7 @@ class ObjectStore:
             e = entries.get(oid)
             if e is None:
                 e = entries[oid] = Entry(oid)
-            e.refs[holder] = e.refs.get(holder, 0) + 1
+            e.refs += (holder,)
             queue.popleft()
 
     def pin(self, oid: str, holder: str, n: int = 1) -> None:
@@ -397,6 +407,8 @@ class ObjectStore:
             e = self.entries.get(oid)
             if e is None:
                 return
+            if not e.pins:
+                e.pins = {}
             n = e.pins[holder] = e.pins.get(holder, 0) + n
             if n <= 0:
                 del e.pins[holder]
@@ -421,8 +433,9 @@ class ObjectStore:
         with self.lock:
             for e in list(self.entries.values()):
                 if holder in e.refs or holder in e.pins:
-                    e.refs.pop(holder, None)
-                    e.pins.pop(holder, None)
+                    e.refs = tuple(h for h in e.refs if h != holder)
+                    if holder in e.pins:
+                        del e.pins[holder]
                     self._maybe_free(e)
 
     def _maybe_free(self, e: Entry) -> None:
@@ -442,7 +455,7 @@ class ObjectStore:
         if e.state == SPILLED:
             self.spilled_bytes -= e.size
             try:
-                os.unlink(e.spill_path)
+                os.unlink(self.spill_file(e.oid))
             except FileNotFoundError:
                 pass
         e.move(FREED)
@@ -482,9 +495,11 @@ class ObjectStore:
         e.last_access = now
         if e.desc[0] != "shm":
             return e.desc
+        if not e.pins:
+            e.pins = {}
         e.pins[holder] = e.pins.get(holder, 0) + 1
         node = self.node_id if node == "" else node
-        for where, desc in [(e.node, e.desc)] + e.copies:
+        for where, desc in ((e.node, e.desc), *e.copies):
             if where == node:
                 return desc
         return ("fetch", self.addresses[e.node]) + e.desc[1:4]
