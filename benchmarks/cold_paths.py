@@ -1,13 +1,16 @@
 """Cold and large paths, miniray side by side with Ray (issue 14's speed table).
 
-    python benchmarks/cold_paths.py --ray-python /work/rayvenv/bin/python [--quick]
+    python benchmarks/cold_paths.py --ray-python /work/rayvenv/bin/python [--quick] [--runs 3] [--out DIR]
 
 Each library runs in its own child process (one fresh runtime each, so store pages are fresh):
   puts       5 puts of one 100 MiB array into fresh store pages, GiB/s
   big_arg    4 tasks each summing a just-put array (800 MiB; --quick: 200 MiB), seconds
   returns    one task with num_returns=10000, all fetched, seconds
   queued     N tiny tasks submitted at once (100k; --quick: 20k), driver RSS growth per task, KiB
-The figures and the ratios (miniray vs Ray, >1 means miniray is better) are printed as a table.
+Rounds alternate which library goes first (--runs, default 3).  The table gives each figure's
+median and range per library and miniray vs Ray in each round (>1 means miniray is better), next to
+issue 14's target; it is printed and written to <out>/cold-paths-<date>.md and .json (default
+benchmarks/results; --no-write: print only).
 """
 from __future__ import annotations
 
@@ -76,34 +79,71 @@ def child(lib: str, quick: bool) -> dict:
     return out
 
 
-ROWS = [("puts", "5 puts of 100 MiB into fresh pages", "GiB/s", True),
-        ("big_arg", "4 tasks summing a just-put array", "s", False),
-        ("returns", "num_returns=10000, all fetched", "s", False),
-        ("queued", "driver RSS per queued tiny task", "KiB", False)]
+ROWS = [("puts", "5 puts of 100 MiB into fresh pages", "GiB/s", True, "≥1.5x"),
+        ("big_arg", "4 tasks summing a just-put array", "s", False, "≥1x"),
+        ("returns", "num_returns=10000, all fetched", "s", False, "≥1x"),
+        ("queued", "driver RSS per queued tiny task", "KiB", False, "≤1.1 KiB")]
+
+
+def run_child(lib: str, python: str, quick: bool) -> dict:
+    cmd = [python, os.path.abspath(__file__), "--child", lib] + (["--quick"] if quick else [])
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{lib} failed:\n{proc.stderr[-2000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def table(rounds: list, quick: bool) -> str:
+    import platform
+    import statistics
+    lines = [f"# Cold and large paths, miniray and Ray side by side ({time.strftime('%Y-%m-%d')})", "",
+             f"{platform.node()}: {os.cpu_count()} CPUs, Python {platform.python_version()}; "
+             f"{len(rounds)} rounds, alternating which goes first{' (--quick sizes)' if quick else ''}.", "",
+             "| figure | Ray median (range) | miniray median (range) | miniray vs Ray, each round | target |",
+             "|---|---|---|---|---|"]
+    for key, label, unit, higher_better, target in ROWS:
+        r = [x["ray"][key] for x in rounds if "ray" in x]
+        m = [x["miniray"][key] for x in rounds]
+        ratios = [(b / a if higher_better else a / b) if a and b else float("nan") for a, b in zip(r, m)]
+
+        def span(v):
+            return f"{statistics.median(v):.3g} {unit} ({min(v):.3g}-{max(v):.3g})" if v else "not run"
+        each = " / ".join(f"{q:.2f}x" for q in ratios) or "-"
+        lines.append(f"| {label} | {span(r)} | {span(m)} | {each} | {target} |")
+    return "\n".join(lines) + "\n"
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--ray-python", default="/work/rayvenv/bin/python")
     p.add_argument("--quick", action="store_true")
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--out", default=os.path.join(HERE, "results"))
+    p.add_argument("--no-write", action="store_true")
+    p.add_argument("--only", choices=["miniray"], help="miniray alone (no Ray installed)")
     p.add_argument("--child", choices=["ray", "miniray"], help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
         print(json.dumps(child(args.child, args.quick)))
         return 0
-    results = {}
-    for lib, python in (("miniray", sys.executable), ("ray", args.ray_python)):
-        cmd = [python, os.path.abspath(__file__), "--child", lib] + (["--quick"] if args.quick else [])
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-        if proc.returncode != 0:
-            print(f"{lib} failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
+    libs = [("miniray", sys.executable)] + ([] if args.only else [("ray", args.ray_python)])
+    rounds = []
+    for i in range(args.runs):
+        order = libs if i % 2 == 0 else libs[::-1]
+        try:
+            rounds.append({lib: run_child(lib, python, args.quick) for lib, python in order})
+        except RuntimeError as err:
+            print(err, file=sys.stderr)
             return 1
-        results[lib] = json.loads(proc.stdout.strip().splitlines()[-1])
-    print("| figure | Ray | miniray | miniray vs Ray |\n|---|---|---|---|")
-    for key, label, unit, higher_better in ROWS:
-        r, m = results["ray"][key], results["miniray"][key]
-        ratio = (m / r if higher_better else r / m) if r and m else float("nan")
-        print(f"| {label} | {r:.3g} {unit} | {m:.3g} {unit} | {ratio:.2f}x |")
+    text = table(rounds, args.quick)
+    print(text)
+    if not args.no_write:
+        os.makedirs(args.out, exist_ok=True)
+        stem = os.path.join(args.out, f"cold-paths-{time.strftime('%Y-%m-%d')}{'-quick' if args.quick else ''}")
+        with open(stem + ".md", "w") as f:
+            f.write(text)
+        with open(stem + ".json", "w") as f:
+            json.dump({"rounds": rounds, "quick": args.quick}, f, indent=1)
     return 0
 
 

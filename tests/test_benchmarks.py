@@ -85,3 +85,13 @@ def test_memory_sharing_quick_miniray(tmp_path):
     assert res["sums_ok"] is True and res["array_bytes"] == 32 << 20
     assert res["peak_mib"] > res["baseline_mib"]
     assert data["leftover_shm"] == []
+
+
+@pytest.mark.timeout(150)
+def test_cold_paths_quick_miniray(tmp_path):
+    data = _run("cold_paths.py", "--quick", "--runs", "1", "--only", "miniray", out=tmp_path)
+    assert data["quick"] is True and len(data["rounds"]) == 1
+    mr = data["rounds"][0]["miniray"]
+    _positive(mr, "puts", "big_arg", "returns", "queued")
+    md = open(glob.glob(os.path.join(str(tmp_path), "cold-paths-*-quick.md"))[0]).read()
+    assert "5 puts of 100 MiB into fresh pages" in md and "not run" in md    # no Ray here
