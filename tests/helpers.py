@@ -46,8 +46,9 @@ def driver_script(tmp_path, body: str, name: str = "driver.py") -> str:
     return str(path)
 
 
-def start_driver(path: str, **kw) -> subprocess.Popen:
-    env = dict(os.environ)
+def start_driver(path: str, env: dict | None = None, **kw) -> subprocess.Popen:
+    """Run a driver script with this checkout's miniray; ``env``: variables to add or override."""
+    env = dict(os.environ, **(env or {}))
     env["PYTHONPATH"] = os.pathsep.join(p for p in (SRC, env.get("PYTHONPATH")) if p)
     env["PYTHONUNBUFFERED"] = "1"
     return subprocess.Popen([sys.executable, path], stdout=subprocess.PIPE, stderr=subprocess.PIPE,

@@ -47,6 +47,9 @@ class WorkerConn:
         self.unsent += 1
 
 
+PRELOAD = ("numpy",)    # imported by an idle worker if the driver has them (worker/main.py)
+
+
 class Pool:
     """Mixed into ``Node``: its worker processes."""
 
@@ -71,6 +74,7 @@ class Pool:
         wid = f"w{self._seq}"
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
         env["PYTHONUNBUFFERED"] = "1"
+        env.setdefault("MINIRAY_PRELOAD", ",".join(m for m in PRELOAD if m in sys.modules))
         if self.nodes.token:                 # to pull objects from other nodes (cluster/transfer.py)
             env["MINIRAY_TOKEN"] = self.nodes.token.decode()
         cmd = [sys.executable, "-m", "miniray.worker.main", self.sock_path, wid, self.store.arena.path,

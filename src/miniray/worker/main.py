@@ -10,6 +10,12 @@ thread hand-off.  While it runs a call, the reader thread reads instead (replies
 own ``get``, ``cancel``, more calls); it is woken by edge-triggered epoll, once per arrival.  Both
 read under one lock into one frame buffer.
 
+Idle imports (``preload``).  Modules the driver had imported when it started us (numpy, if it had;
+``MINIRAY_PRELOAD``, a comma-separated list, overrides, "" for none) are imported by the main
+thread once it has waited PRELOAD_IDLE_S with no call: the first task that unpickles an array
+then finds numpy loaded (60 ms of the first call with an array argument otherwise), and a burst
+of calls right after start is never held up by it.  Ray's workers also import numpy when idle.
+
 Other threads: the main thread runs calls (``main``'s loop), or hands them to the actor's thread
 pool or event loop (executor.py); a flusher sends ref drops and "started" notes that would
 otherwise wait, and watches the parent process (``Parent``).  On ("stop",) or when the node's
@@ -31,6 +37,8 @@ import time
 from miniray import access, refs
 from miniray.store.arena import Arena
 from miniray.transport.framing import SPIN_S, Connection, ConnectionClosed, FrameReader
+
+PRELOAD_IDLE_S = 0.05       # how long the main thread waits for a call before an idle import
 
 
 def _dead(pid: int) -> bool:
@@ -94,19 +102,35 @@ class Inbox:
         self.on_close = parent.node_closed
         self.reader = FrameReader(conn.sock, conn.channel)
         self.lock = threading.Lock()
+        self.preload = [m for m in os.environ.get("MINIRAY_PRELOAD", "").split(",") if m.strip()]
 
     def next_call(self):
         """Main thread: the next call to run, reading the socket itself while there is none.
         Only this thread takes calls out, so one it saw queued is still there."""
-        if self.calls.empty():
+        while self.calls.empty():
             with self.lock:
                 spin_until = time.perf_counter() + SPIN_S      # see framing.SPIN_S
                 while self.calls.empty() and time.perf_counter() < spin_until:
                     self._read(block=False)
                     os.sched_yield()
-                while self.calls.empty():
+                idle = self.preload and self.calls.empty() and not self._readable(PRELOAD_IDLE_S)
+                while self.calls.empty() and not idle:
                     self._read(block=True)
+            if idle:                # outside the lock: a call arriving now is read and queued
+                self._import_one()
         return self.calls.get_nowait()
+
+    def _readable(self, timeout: float) -> bool:
+        import select
+        return bool(select.select([self.conn.sock], [], [], timeout)[0])
+
+    def _import_one(self) -> None:
+        import importlib
+        name = self.preload.pop(0).strip()
+        try:
+            importlib.import_module(name)
+        except Exception:        # not installed here, or broken: the call that needs it will say
+            pass
 
     def reader_thread(self):
         """Reads while the main thread runs a call; an arrival while it reads for itself is its own."""
