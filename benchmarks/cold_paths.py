@@ -1,12 +1,14 @@
 """Cold and large paths, miniray side by side with Ray (issue 14's speed table).
 
     python benchmarks/cold_paths.py --ray-python /work/rayvenv/bin/python [--quick] [--runs 3] [--out DIR]
+    python benchmarks/cold_paths.py --only miniray --queued 1000000 --runs 1   # Ray's 1M envelope
 
 Each library runs in its own child process (one fresh runtime each, so store pages are fresh):
   puts       5 puts of one 100 MiB array into fresh store pages, GiB/s
   big_arg    4 tasks each summing a just-put array (800 MiB; --quick: 200 MiB), seconds
   returns    one task with num_returns=10000, all fetched, seconds
-  queued     N tiny tasks submitted at once (100k; --quick: 20k), driver RSS growth per task, KiB
+  queued     N tiny tasks submitted at once (--queued, default 100k; --quick: 20k), driver RSS
+             growth per task, KiB
 Rounds alternate which library goes first (--runs, default 3).  The table gives each figure's
 median and range per library and miniray vs Ray in each round (>1 means miniray is better), next to
 issue 14's target; it is printed and written to <out>/cold-paths-<date>.md and .json (default
@@ -24,7 +26,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def child(lib: str, quick: bool) -> dict:
+def child(lib: str, quick: bool, n_queued: int) -> dict:
     import numpy as np
     import psutil
     if lib == "ray":
@@ -33,7 +35,6 @@ def child(lib: str, quick: bool) -> dict:
         sys.path.insert(0, os.path.join(HERE, "..", "src"))
         import miniray as ray
     big = (200 if quick else 800) << 20
-    n_queued = 20_000 if quick else 100_000
     ray.init(num_cpus=2, object_store_memory=max(2 << 30, int(big * 2.5)))   # no spilling
     out = {}
 
@@ -82,18 +83,19 @@ def child(lib: str, quick: bool) -> dict:
 ROWS = [("puts", "5 puts of 100 MiB into fresh pages", "GiB/s", True, "≥1.5x"),
         ("big_arg", "4 tasks summing a just-put array", "s", False, "≥1x"),
         ("returns", "num_returns=10000, all fetched", "s", False, "≥1x"),
-        ("queued", "driver RSS per queued tiny task", "KiB", False, "≤1.1 KiB")]
+        ("queued", "driver RSS per queued tiny task ({n} queued)", "KiB", False, "≤1.1 KiB")]
 
 
-def run_child(lib: str, python: str, quick: bool) -> dict:
-    cmd = [python, os.path.abspath(__file__), "--child", lib] + (["--quick"] if quick else [])
+def run_child(lib: str, python: str, quick: bool, n_queued: int) -> dict:
+    cmd = [python, os.path.abspath(__file__), "--child", lib, "--queued", str(n_queued)]
+    cmd += ["--quick"] if quick else []
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     if proc.returncode != 0:
         raise RuntimeError(f"{lib} failed:\n{proc.stderr[-2000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def table(rounds: list, quick: bool) -> str:
+def table(rounds: list, quick: bool, n_queued: int) -> str:
     import platform
     import statistics
     lines = [f"# Cold and large paths, miniray and Ray side by side ({time.strftime('%Y-%m-%d')})", "",
@@ -109,6 +111,7 @@ def table(rounds: list, quick: bool) -> str:
         def span(v):
             return f"{statistics.median(v):.3g} {unit} ({min(v):.3g}-{max(v):.3g})" if v else "not run"
         each = " / ".join(f"{q:.2f}x" for q in ratios) or "-"
+        label = label.replace("{n}", f"{n_queued:,}")
         lines.append(f"| {label} | {span(r)} | {span(m)} | {each} | {target} |")
     return "\n".join(lines) + "\n"
 
@@ -118,32 +121,35 @@ def main(argv=None) -> int:
     p.add_argument("--ray-python", default="/work/rayvenv/bin/python")
     p.add_argument("--quick", action="store_true")
     p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--queued", type=int, help="tiny tasks queued at once (default 100k; --quick: 20k)")
     p.add_argument("--out", default=os.path.join(HERE, "results"))
     p.add_argument("--no-write", action="store_true")
     p.add_argument("--only", choices=["miniray"], help="miniray alone (no Ray installed)")
     p.add_argument("--child", choices=["ray", "miniray"], help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    n_queued = args.queued or (20_000 if args.quick else 100_000)
     if args.child:
-        print(json.dumps(child(args.child, args.quick)))
+        print(json.dumps(child(args.child, args.quick, n_queued)))
         return 0
     libs = [("miniray", sys.executable)] + ([] if args.only else [("ray", args.ray_python)])
     rounds = []
     for i in range(args.runs):
         order = libs if i % 2 == 0 else libs[::-1]
         try:
-            rounds.append({lib: run_child(lib, python, args.quick) for lib, python in order})
+            rounds.append({lib: run_child(lib, python, args.quick, n_queued) for lib, python in order})
         except RuntimeError as err:
             print(err, file=sys.stderr)
             return 1
-    text = table(rounds, args.quick)
+    text = table(rounds, args.quick, n_queued)
     print(text)
     if not args.no_write:
         os.makedirs(args.out, exist_ok=True)
-        stem = os.path.join(args.out, f"cold-paths-{time.strftime('%Y-%m-%d')}{'-quick' if args.quick else ''}")
+        stem = os.path.join(args.out, f"cold-paths-{time.strftime('%Y-%m-%d')}{'-quick' if args.quick else ''}"
+                            f"{f'-{n_queued // 1000}k-queued' if args.queued else ''}")
         with open(stem + ".md", "w") as f:
             f.write(text)
         with open(stem + ".json", "w") as f:
-            json.dump({"rounds": rounds, "quick": args.quick}, f, indent=1)
+            json.dump({"rounds": rounds, "quick": args.quick, "queued": n_queued}, f, indent=1)
     return 0
 
 

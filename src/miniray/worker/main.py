@@ -12,9 +12,11 @@ read under one lock into one frame buffer.
 
 Idle imports (``preload``).  Modules the driver had imported when it started us (numpy, if it had;
 ``MINIRAY_PRELOAD``, a comma-separated list, overrides, "" for none) are imported by the main
-thread once it has waited PRELOAD_IDLE_S with no call: the first task that unpickles an array
-then finds numpy loaded (60 ms of the first call with an array argument otherwise), and a burst
-of calls right after start is never held up by it.  Ray's workers also import numpy when idle.
+thread once it has waited PRELOAD_IDLE_S with no call and a CPU is free (``_cpu_free``: no more
+runnable threads than CPUs, so it never slows a driver busy copying a put; when none is, it waits
+twice as long, up to 0.5 s, and looks again).  The first task that unpickles an array then finds
+numpy loaded (60 ms of the first call with an array argument otherwise), and a burst of calls
+right after start is never held up by it.  Ray's workers also import numpy when idle.
 
 Other threads: the main thread runs calls (``main``'s loop), or hands them to the actor's thread
 pool or event loop (executor.py); a flusher sends ref drops and "started" notes that would
@@ -39,6 +41,18 @@ from miniray.store.arena import Arena
 from miniray.transport.framing import SPIN_S, Connection, ConnectionClosed, FrameReader
 
 PRELOAD_IDLE_S = 0.05       # how long the main thread waits for a call before an idle import
+PRELOAD_IDLE_MAX_S = 0.5    # ... at most, after finding every CPU busy
+CPUS = len(os.sched_getaffinity(0))
+
+
+def _cpu_free() -> bool:
+    """Are there no more runnable threads on the machine (this one included) than CPUs we may use?"""
+    try:
+        with open("/proc/loadavg") as f:
+            running = int(f.read().split()[3].split("/")[0])
+    except (OSError, ValueError, IndexError):
+        return True
+    return running <= CPUS
 
 
 def _dead(pid: int) -> bool:
@@ -103,6 +117,7 @@ class Inbox:
         self.reader = FrameReader(conn.sock, conn.channel)
         self.lock = threading.Lock()
         self.preload = [m for m in os.environ.get("MINIRAY_PRELOAD", "").split(",") if m.strip()]
+        self.idle_wait = PRELOAD_IDLE_S
 
     def next_call(self):
         """Main thread: the next call to run, reading the socket itself while there is none.
@@ -113,7 +128,10 @@ class Inbox:
                 while self.calls.empty() and time.perf_counter() < spin_until:
                     self._read(block=False)
                     os.sched_yield()
-                idle = self.preload and self.calls.empty() and not self._readable(PRELOAD_IDLE_S)
+                idle = self.preload and self.calls.empty() and not self._readable(self.idle_wait)
+                if idle and not _cpu_free():
+                    self.idle_wait = min(2 * self.idle_wait, PRELOAD_IDLE_MAX_S)
+                    continue
                 while self.calls.empty() and not idle:
                     self._read(block=True)
             if idle:                # outside the lock: a call arriving now is read and queued
