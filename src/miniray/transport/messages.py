@@ -55,7 +55,7 @@ class TaskSpec:
     name: str                      # "square", "Counter.__init__", "Counter.increment"
     type: str                      # "task" | "actor_creation" | "actor_method"
     fn_id: str                     # function id, class id, or the method's name
-    args: tuple                    # descriptor of the pickled (args, kwargs)
+    args: tuple | bytes            # descriptor of the pickled (args, kwargs); bare bytes for scalars
     deps: tuple                    # top-level ObjectRef arguments, resolved before the call
     nested: tuple                  # refs nested inside the arguments, kept alive while pending
     returns: tuple                 # object ids this call will produce

@@ -41,7 +41,9 @@ _PKG = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def fill_args(spec, values: dict) -> tuple:
     """(args, kwargs) of a call, each ArgRef replaced by its value in ``values`` (oid -> value)."""
-    if spec.args[0] == "ref":
+    if type(spec.args) is bytes:        # the usual call: pickled scalars, no buffers
+        args, kwargs = pickle.loads(spec.args)
+    elif spec.args[0] == "ref":
         args, kwargs = values.pop(spec.args[1])
     else:
         args, kwargs = deserialize(spec.args)
@@ -331,6 +333,9 @@ class Executor:
 
     # -- arguments and values -----------------------------------------------------------------------
     def _resolve(self, spec, descs):
+        if not descs and type(spec.args) is bytes:      # pickled scalars (pack_args' fast path)
+            args, kwargs = pickle.loads(spec.args)
+            return args, kwargs, None
         if not descs and spec.args[0] == "inline":      # no refs among the arguments: no ArgRef
             args, kwargs = pickle.loads(spec.args[1], buffers=spec.args[2])
             return args, kwargs, None
