@@ -9,9 +9,9 @@ Each library runs in its own child process (one fresh runtime each, so store pag
   returns    one task with num_returns=10000, all fetched, seconds
   queued     N tiny tasks submitted at once (--queued, default 100k; --quick: 20k), driver RSS
              growth per task, KiB
-Rounds alternate which library goes first (--runs, default 3).  The table gives each figure's
-median and range per library and miniray vs Ray in each round (>1 means miniray is better), next to
-issue 14's target; it is printed and written to <out>/cold-paths-<date>.md and .json (default
+Each library gets 1 s after its first task to finish starting.  Rounds alternate which library
+goes first (--runs, default 3).  The table gives each figure's median and range per library and
+miniray vs Ray in each round (>1 means miniray is better), next to issue 14's target; it is printed and written to <out>/cold-paths-<date>.md and .json (default
 benchmarks/results; --no-write: print only).
 """
 from __future__ import annotations
@@ -51,6 +51,9 @@ def child(lib: str, quick: bool, n_queued: int) -> dict:
         return i
 
     ray.get(tiny.remote(0))                                   # workers up
+    time.sleep(1.0)     # both finish starting: Ray's workers import in the background for a while,
+                        # miniray's store allocates its first warm pages (a put in the first ~0.3 s
+                        # after init may still run beside that fill)
     arr = np.ones(100 << 20, dtype=np.uint8)
     start = time.perf_counter()
     refs = [ray.put(arr) for _ in range(5)]
