@@ -147,8 +147,8 @@ def main(argv=None) -> int:
     print(text)
     if not args.no_write:
         os.makedirs(args.out, exist_ok=True)
-        stem = os.path.join(args.out, f"cold-paths-{time.strftime('%Y-%m-%d')}{'-quick' if args.quick else ''}"
-                            f"{f'-{n_queued // 1000}k-queued' if args.queued else ''}")
+        suffix = ("-quick" if args.quick else "") + (f"-{n_queued // 1000}k-queued" if args.queued else "")
+        stem = os.path.join(args.out, f"cold-paths-{time.strftime('%Y-%m-%d')}{suffix}")
         with open(stem + ".md", "w") as f:
             f.write(text)
         with open(stem + ".json", "w") as f:

@@ -4,8 +4,6 @@ that sets MINIRAY_PRELOAD="", leaves its workers light.  Real drivers in subproc
 ``sys.modules`` is theirs, not pytest's."""
 from __future__ import annotations
 
-import subprocess
-
 import pytest
 
 from helpers import driver_script, start_driver

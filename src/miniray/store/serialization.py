@@ -4,6 +4,7 @@
         │ small (≤ INLINE_MAX)                      │ large
         ▼                                           ▼
     ("inline", meta, [bytes...])            write_shm(arena, offset) ─► ("shm", offset, meta_len, lens)
+    or just meta (a call's scalar arguments)
         │                                           │
         └──────────► deserialize(desc, arena, on_release) ◄──┘
                      shm buffers come back as read-only views on the arena (zero copy); a keeper
@@ -172,8 +173,11 @@ def error_desc(err: BaseException) -> tuple:
     return ("error", pickle.dumps(err))
 
 
-def deserialize(desc: tuple, arena=None, on_release=None):
-    """The value a descriptor stands for; for "shm", zero-copy read-only views on ``arena``."""
+def deserialize(desc: tuple | bytes, arena=None, on_release=None):
+    """The value a descriptor stands for; for "shm", zero-copy read-only views on ``arena``.
+    Bare bytes are pickled data with no buffers (``pack_args``' descriptor for scalar arguments)."""
+    if type(desc) is bytes:
+        return pickle.loads(desc)
     if desc[0] == "inline":
         return pickle.loads(desc[1], buffers=desc[2])
     offset, meta_len, lens = desc[1], desc[2], desc[3]

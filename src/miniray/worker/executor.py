@@ -41,9 +41,7 @@ _PKG = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def fill_args(spec, values: dict) -> tuple:
     """(args, kwargs) of a call, each ArgRef replaced by its value in ``values`` (oid -> value)."""
-    if type(spec.args) is bytes:        # the usual call: pickled scalars, no buffers
-        args, kwargs = pickle.loads(spec.args)
-    elif spec.args[0] == "ref":
+    if spec.args[0] == "ref":
         args, kwargs = values.pop(spec.args[1])
     else:
         args, kwargs = deserialize(spec.args)
@@ -333,11 +331,8 @@ class Executor:
 
     # -- arguments and values -----------------------------------------------------------------------
     def _resolve(self, spec, descs):
-        if not descs and type(spec.args) is bytes:      # pickled scalars (pack_args' fast path)
-            args, kwargs = pickle.loads(spec.args)
-            return args, kwargs, None
-        if not descs and spec.args[0] == "inline":      # no refs among the arguments: no ArgRef
-            args, kwargs = pickle.loads(spec.args[1], buffers=spec.args[2])
+        if not descs and (type(spec.args) is bytes or spec.args[0] == "inline"):   # no ArgRef
+            args, kwargs = deserialize(spec.args)
             return args, kwargs, None
         values = {}
         for oid, desc in descs.items():

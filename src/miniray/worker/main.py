@@ -27,8 +27,10 @@ the worker removes the session's shared memory and directory, so nothing is left
 from __future__ import annotations
 
 import functools
+import importlib
 import os
 import queue
+import select
 import shutil
 import signal
 import socket
@@ -116,7 +118,7 @@ class Inbox:
         self.on_close = parent.node_closed
         self.reader = FrameReader(conn.sock, conn.channel)
         self.lock = threading.Lock()
-        self.preload = [m for m in os.environ.get("MINIRAY_PRELOAD", "").split(",") if m.strip()]
+        self.preload = [m.strip() for m in os.environ.get("MINIRAY_PRELOAD", "").split(",") if m.strip()]
         self.idle_wait = PRELOAD_IDLE_S
 
     def next_call(self):
@@ -139,20 +141,16 @@ class Inbox:
         return self.calls.get_nowait()
 
     def _readable(self, timeout: float) -> bool:
-        import select
         return bool(select.select([self.conn.sock], [], [], timeout)[0])
 
     def _import_one(self) -> None:
-        import importlib
-        name = self.preload.pop(0).strip()
         try:
-            importlib.import_module(name)
+            importlib.import_module(self.preload.pop(0))
         except Exception:        # not installed here, or broken: the call that needs it will say
             pass
 
     def reader_thread(self):
         """Reads while the main thread runs a call; an arrival while it reads for itself is its own."""
-        import select
         ep = select.epoll()
         ep.register(self.conn.sock.fileno(), select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLET)
         try:
