@@ -166,14 +166,16 @@ def is_that_process(info: dict) -> bool:
     """Is the process a head or node file names still running, and still that process?  A head
     killed by SIGKILL leaves its file; its pid may since belong to anything (``miniray stop`` must
     not signal it).  The start time written with the pid tells them apart; a file without one
-    must at least name a live miniray process."""
+    must at least name a live ``miniray start`` (``python -m miniray.cli start`` or the ``miniray``
+    script): a path that merely contains "miniray", such as a clone's venv, is not one."""
     try:
         proc = psutil.Process(int(info["pid"]))
         if proc.status() == psutil.STATUS_ZOMBIE:
             return False
         if "started" in info:
             return abs(proc.create_time() - float(info["started"])) < 0.5
-        return any("miniray" in part for part in proc.cmdline())
+        cmd = proc.cmdline()
+        return "start" in cmd and any(p == "miniray.cli" or os.path.basename(p) == "miniray" for p in cmd)
     except (psutil.Error, KeyError, TypeError, ValueError):
         return False
 
